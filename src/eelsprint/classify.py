@@ -1,0 +1,233 @@
+"""`FingerprintClassifier`: the scikit-learn-style estimator that ties eelsprint together.
+
+fit: preprocess -> library on the data's axis (+ nuisance) -> PCA target ->
+Pyro VAE -> raw encoder -> library latents -> GPyTorch classifier.
+predict: preprocess -> raw encoder N(mu, var) -> integrate over z and f.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from tqdm.auto import tqdm
+
+from eelsprint.augment import augment_library
+from eelsprint.config import Config
+from eelsprint.exceptions import InputDataError, NotFittedError
+from eelsprint.io import Library, Spectra, as_spectra
+from eelsprint.models.vae import ConvEncoder, SpectrumVAE
+from eelsprint.preprocess import crop, library_on_axis, pca_denoise, preprocess, resample
+from eelsprint.store import load_model_dir, save_model_dir
+from eelsprint.train import latent_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
+
+
+class FingerprintClassifier:
+    """Label noisy EELS spectra against a fingerprint library, with calibrated uncertainty.
+
+    Parameters
+    ----------
+    config : Config, optional
+        All settings; ``Config()`` when omitted.
+    progress : bool
+        Show progress bars during training and long classification.
+
+    Attributes
+    ----------
+    classes_ : ndarray of str
+        Library labels, the order of the ``proba`` columns.
+    energy_ : ndarray
+        The model's energy axis (eV) after preprocessing and library overlap.
+    vae_, raw_encoder_ : torch modules
+    gp_ : GPPosterior
+    diagnostics_ : dict
+        Training diagnostics (latent KL per dimension, active dimensions, raw-encoder loss).
+
+    Examples
+    --------
+    >>> from eelsprint.simulate import simulate_series
+    >>> series = simulate_series(n_frames=2, shape=(10, 12))
+    >>> clf = FingerprintClassifier(config=Config.from_dict({"train": {"epochs": 2, "raw_epochs": 2,
+    ...     "gp_iterations": 20}}), progress=False).fit(series.spectra, series.library)
+    >>> clf.predict_proba(series.spectra).shape
+    (2, 10, 12, 4)
+    """
+
+    def __init__(self, *, config: Config | None = None, progress: bool = True) -> None:
+        self.config = config
+        self.progress = progress
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, X: Any, library: Library, energy: np.ndarray | None = None) -> FingerprintClassifier:
+        """Train the VAE, the raw encoder and the GP classifier.
+
+        Parameters
+        ----------
+        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+            Raw (noisy) spectra of the experiment; unlabelled.
+        library : Library
+            Fingerprint spectra with their labels (at least two classes).
+        energy : ndarray of shape (n_channels,), optional
+            Energy axis (eV) when ``X`` is a plain array.
+
+        Returns
+        -------
+        self
+        """
+        cfg = self.config or Config()
+        torch.manual_seed(cfg.train.seed)
+        rng = np.random.default_rng(cfg.train.seed)
+        spectra = preprocess(as_spectra(X, energy), cfg.preprocess)
+        lib = library_on_axis(library, spectra.energy, cfg.preprocess)
+        spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
+        x = spectra.flat()
+        if len(x) < 2:
+            raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
+        target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
+        augmented = augment_library(lib, cfg.nuisance, rng)
+        scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
+
+        n_channels = spectra.n_channels
+        vae = SpectrumVAE(n_channels, cfg.model)
+        raw = ConvEncoder(n_channels, cfg.model)
+        for buffer in (vae.encoder.input_scale, vae.decoder.output_scale, raw.input_scale):
+            buffer.fill_(scale)
+        t = torch.as_tensor
+        vae_x = t(np.concatenate([target, augmented.spectra]), dtype=torch.float32)
+        diag = train_vae(vae, vae_x, cfg.train, cfg.model, self.progress)
+        raw_loss = train_raw_encoder(
+            raw, vae.encoder, t(x, dtype=torch.float32), t(target, dtype=torch.float32), cfg.train, self.progress
+        )
+        per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + cfg.nuisance.n_augment))
+        z, y = latent_training_set(
+            vae.encoder,
+            t(augmented.spectra, dtype=torch.float32),
+            t(augmented.class_index),
+            per_spectrum,
+            cfg.train.seed,
+        )
+        gp, _ = train_gp(z, y, len(lib.classes), cfg.model, cfg.train, self.progress)
+
+        self.config_ = cfg
+        self.vae_, self.raw_encoder_, self.gp_ = vae, raw, GPPosterior.from_model(gp)
+        self.classes_ = lib.classes
+        self.energy_ = spectra.energy
+        self.library_ = lib
+        self.diagnostics_ = {
+            "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
+            "kl_total": round(diag.kl_total, 3),
+            "active_dims": diag.active_dims,
+            "raw_encoder_kl": round(raw_loss, 4),
+            "n_spectra": len(x),
+            "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
+        }
+        return self
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "gp_"):
+            raise NotFittedError("this FingerprintClassifier is not fitted yet; call fit() or load() first")
+
+    def _model_input(self, X: Any, energy: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...], str]:
+        """Preprocess as at fit time and put on the model's axis -> (flat spectra, nav shape, source)."""
+        self._check_fitted()
+        if not isinstance(X, Spectra) and energy is None and np.shape(X)[-1:] == self.energy_.shape:
+            spectra = as_spectra(X, self.energy_)
+        else:
+            spectra = preprocess(as_spectra(X, energy), self.config_.preprocess)
+            spectra = resample(spectra, self.energy_)
+        return spectra.flat(), spectra.nav_shape, spectra.source
+
+    def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The raw encoder's latent mean and variance, each of shape (..., latent_dim)."""
+        x, nav, _ = self._model_input(X, energy)
+        mu, var = self._encode(torch.as_tensor(x, dtype=torch.float32))
+        return mu.numpy().reshape(*nav, -1), var.numpy().reshape(*nav, -1)
+
+    @torch.no_grad()
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, scale = self.raw_encoder_(x)
+        return loc, scale.pow(2)
+
+    @torch.no_grad()
+    def _predict_chunks(self, x: np.ndarray, mode: str | None) -> tuple[Prediction, np.ndarray, np.ndarray]:
+        inf = self.config_.inference
+        mode = mode or inf.mode
+        generator = torch.Generator().manual_seed(self.config_.train.seed)
+        parts, mus, vars_ = [], [], []
+        chunks = range(0, len(x), inf.batch_size)
+        for start in tqdm(chunks, desc="classify", disable=not self.progress or len(chunks) < 8, leave=False):
+            mu, var = self._encode(torch.as_tensor(x[start : start + inf.batch_size], dtype=torch.float32))
+            if mode == "exact":
+                parts.append(predict_exact(self.gp_, mu, var, inf.mc_samples, inf.f_samples, generator))
+            else:
+                parts.append(predict_fast(self.gp_, mu, var))
+            mus.append(mu)
+            vars_.append(var)
+        joined = Prediction(*(torch.cat([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__))
+        return joined, torch.cat(mus).numpy(), torch.cat(vars_).numpy()
+
+    def predict_proba(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
+        """Class probabilities integrated over the encoder's latent and the GP, shape (..., n_classes)."""
+        x, nav, _ = self._model_input(X, energy)
+        return self._predict_chunks(x, mode)[0].proba.numpy().reshape(*nav, -1)
+
+    def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
+        """Most probable library label per spectrum, shape (...)."""
+        return self.classes_[self.predict_proba(X, energy, mode).argmax(-1)]
+
+    def classify(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> xr.Dataset:
+        """Everything per spectrum as an :class:`xarray.Dataset` (see :func:`eelsprint.maps.to_dataset`)."""
+        from eelsprint.maps import to_dataset
+
+        x, nav, source = self._model_input(X, energy)
+        pred, mu, var = self._predict_chunks(x, mode)
+        return to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the model directory atomically (safetensors weights, JSON config, checksum manifest)."""
+        self._check_fitted()
+        tensors = {f"vae.{k}": v for k, v in self.vae_.state_dict().items()}
+        tensors |= {f"raw.{k}": v for k, v in self.raw_encoder_.state_dict().items()}
+        tensors |= self.gp_.tensors()
+        tensors["library.spectra"] = torch.as_tensor(self.library_.spectra, dtype=torch.float32)
+        meta = {
+            "config": self.config_.to_dict(),
+            "classes": [str(c) for c in self.classes_],
+            "library_labels": [str(c) for c in self.library_.labels],
+            "library_source": self.library_.source,
+            "energy": [float(e) for e in self.energy_],
+            "diagnostics": self.diagnostics_,
+        }
+        save_model_dir(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | Path, progress: bool = True) -> FingerprintClassifier:
+        """Load a model directory written by :meth:`save` (checksums verified, no code executed)."""
+        tensors, meta = load_model_dir(path)
+        cfg = Config.from_dict(meta["config"], source=str(path))
+        energy = np.asarray(meta["energy"], dtype=float)
+        self = cls(config=cfg, progress=progress)
+        self.config_ = cfg
+        self.vae_ = SpectrumVAE(len(energy), cfg.model)
+        self.raw_encoder_ = ConvEncoder(len(energy), cfg.model)
+        self.vae_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+        self.raw_encoder_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
+        self.vae_.eval()
+        self.raw_encoder_.eval()
+        cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}
+        self.gp_ = GPPosterior(**cache)
+        self.classes_ = np.array(meta["classes"])
+        self.energy_ = energy
+        self.library_ = Library(
+            tensors["library.spectra"].double().numpy(), energy, np.array(meta["library_labels"]),
+            meta["library_source"],
+        )
+        self.diagnostics_ = meta["diagnostics"]
+        return self

@@ -1,0 +1,31 @@
+"""Exception types raised at eelsprint's public boundary.
+
+Every error a user can cause is an :class:`EelsprintError`; the command line
+prints its message on one line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+
+class EelsprintError(Exception):
+    """Base class of every error eelsprint raises on purpose."""
+
+
+class InputDataError(EelsprintError, ValueError):
+    """A data or library file is missing, unreadable or holds bad values."""
+
+
+class ConfigError(EelsprintError, ValueError):
+    """A configuration value or file is invalid."""
+
+
+class ModelFileError(EelsprintError, OSError):
+    """A model directory is missing, incomplete, tampered with or from another version."""
+
+
+class NotFittedError(EelsprintError, AttributeError):
+    """An estimator was used before ``fit``."""
+
+
+class ExportError(EelsprintError, RuntimeError):
+    """An export format is unavailable here or its outputs do not match the model."""

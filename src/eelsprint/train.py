@@ -1,0 +1,177 @@
+"""Training loops: the VAE (Pyro ELBO with KL annealing and free bits), the raw encoder, the GP."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gpytorch
+import numpy as np
+import torch
+from linear_operator.operators import DiagLinearOperator
+from pyro.infer import TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
+from eelsprint.config import ModelConfig, TrainConfig
+from eelsprint.models.gp import LatentGPClassifier
+from eelsprint.models.vae import ConvEncoder, SpectrumVAE, gaussian_kl
+
+
+@dataclass(frozen=True)
+class VAEDiagnostics:
+    """How much the VAE's latent is used: KL to the prior per dimension (nats), averaged over data."""
+
+    kl_per_dim: np.ndarray
+
+    @property
+    def kl_total(self) -> float:
+        return float(self.kl_per_dim.sum())
+
+    @property
+    def active_dims(self) -> int:
+        """Dimensions carrying more than 0.1 nats (the rest collapsed to the prior)."""
+        return int((self.kl_per_dim > 0.1).sum())
+
+
+def _batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    return list(torch.randperm(n, generator=generator).split(size))
+
+
+def train_vae(
+    vae: SpectrumVAE, x: torch.Tensor, config: TrainConfig, model: ModelConfig, progress: bool = True
+) -> VAEDiagnostics:
+    """Fit the VAE on high-SNR spectra ``x`` (N, C).
+
+    The loss is the negative ELBO of :meth:`SpectrumVAE.model`/``guide``
+    (``TraceMeanField_ELBO``: analytic KL) with the KL weight annealed linearly
+    from 0 to 1 over ``kl_anneal_epochs``, plus a free-bits penalty
+    ``sum_d relu(free_bits - KL_d)`` (batch-mean KL per dimension) that keeps
+    every latent dimension in use.
+    """
+    generator = torch.Generator().manual_seed(config.seed)
+    elbo = TraceMeanField_ELBO()
+    optim = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    vae.train()
+    bar = tqdm(range(config.epochs), desc="VAE", disable=not progress, leave=False)
+    for epoch in bar:
+        beta = min(1.0, (epoch + 1) / config.kl_anneal_epochs) if config.kl_anneal_epochs else 1.0
+        total = 0.0
+        for idx in _batches(len(x), config.batch_size, generator):
+            batch = x[idx]
+            loss = elbo.differentiable_loss(vae.model, vae.guide, batch, beta) / len(idx)
+            if model.free_bits > 0:
+                loc, scale = vae.encoder(batch)
+                kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).mean(0)
+                loss = loss + beta * torch.relu(model.free_bits - kl).sum()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            total += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{total / len(x):.4g}", beta=f"{beta:.2f}")
+    vae.eval()
+    with torch.no_grad():
+        loc, scale = vae.encoder(x)
+        kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).mean(0)
+    return VAEDiagnostics(kl.numpy())
+
+
+def train_raw_encoder(
+    raw: ConvEncoder,
+    teacher: ConvEncoder,
+    x_raw: torch.Tensor,
+    x_target: torch.Tensor,
+    config: TrainConfig,
+    progress: bool = True,
+) -> float:
+    """Fit ``raw`` so that N(raw(x_raw)) covers the teacher's posterior of the denoised twin.
+
+    The loss is ``KL(q_teacher(z | x_target) || q_raw(z | x_raw))`` (mass-covering:
+    the raw variance must include the teacher's and the mapping error). Half of
+    every batch gets extra Gaussian noise of a random level up to the data's own
+    residual noise, so the raw variance learns to grow with noise.
+
+    Returns
+    -------
+    float
+        The final epoch's mean loss (nats per spectrum).
+    """
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    teacher.eval()
+    with torch.no_grad():
+        t_loc, t_scale = teacher(x_target)
+    noise_sd = (x_raw - x_target).std(0, keepdim=True)
+    optim = torch.optim.Adam(raw.parameters(), lr=config.lr)
+    raw.train()
+    total = math.nan
+    bar = tqdm(range(config.raw_epochs), desc="raw encoder", disable=not progress, leave=False)
+    for _ in bar:
+        total = 0.0
+        for idx in _batches(len(x_raw), config.batch_size, generator):
+            batch = x_raw[idx]
+            level = torch.rand(len(idx), 1, generator=generator) * (torch.rand(len(idx), 1, generator=generator) < 0.5)
+            batch = batch + level * noise_sd * torch.randn(batch.shape, generator=generator)
+            loc, scale = raw(batch)
+            loss = gaussian_kl(t_loc[idx], t_scale[idx], loc, scale).sum(-1).mean()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            total += loss.item() * len(idx)
+        total /= len(x_raw)
+        bar.set_postfix(kl=f"{total:.4g}")
+    raw.eval()
+    return total
+
+
+def latent_training_set(
+    encoder: ConvEncoder, spectra: torch.Tensor, labels: torch.Tensor, samples: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample each spectrum's latent Gaussian ``samples`` times: a labelled latent set."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        loc, scale = encoder(spectra)
+    eps = torch.randn(samples, *loc.shape, generator=generator)
+    z = (loc + scale * eps).reshape(-1, loc.shape[-1])
+    return z, labels.repeat(samples)
+
+
+def train_gp(
+    z: torch.Tensor, y: torch.Tensor, n_classes: int, model_config: ModelConfig, config: TrainConfig,
+    progress: bool = True,
+) -> tuple[LatentGPClassifier, gpytorch.likelihoods.SoftmaxLikelihood]:
+    """Fit the variational GP classifier (kernel hyperparameters included) on latent points.
+
+    Inducing points start at k-means-like random picks of the training points,
+    the same set for every class; lengthscales start at the data's spread.
+    Full-batch Adam on the variational ELBO. The expected log-likelihood only
+    needs each point's marginal, so the softmax likelihood is evaluated on
+    per-point marginals of f instead of GPyTorch's joint sample over the batch.
+    """
+    generator = torch.Generator().manual_seed(config.seed + 2)
+    m = min(model_config.n_inducing, len(z))
+    start = z[torch.randperm(len(z), generator=generator)[:m]]
+    gp = LatentGPClassifier(start.expand(n_classes, m, z.shape[-1]).clone())
+    gp.covar_module.base_kernel.lengthscale = z.std(0).clamp_min(0.1).expand(n_classes, 1, -1)
+    likelihood = gpytorch.likelihoods.SoftmaxLikelihood(
+        num_features=n_classes, num_classes=n_classes, mixing_weights=False
+    )
+    mll = gpytorch.mlls.VariationalELBO(likelihood, gp, num_data=len(z))
+    optim = torch.optim.Adam([*gp.parameters(), *likelihood.parameters()], lr=config.gp_lr)
+    gp.train()
+    likelihood.train()
+    bar = tqdm(range(config.gp_iterations), desc="GP classifier", disable=not progress, leave=False)
+    for _ in bar:
+        optim.zero_grad()
+        loss = -mll(_marginals_only(gp(z)), y)
+        loss.backward()
+        optim.step()
+        bar.set_postfix(loss=f"{loss.item():.4g}")
+    gp.eval()
+    likelihood.eval()
+    return gp, likelihood
+
+
+def _marginals_only(
+    f: gpytorch.distributions.MultitaskMultivariateNormal,
+) -> gpytorch.distributions.MultitaskMultivariateNormal:
+    """The same per-point marginals with the cross-point covariance dropped (cheap to sample)."""
+    return gpytorch.distributions.MultitaskMultivariateNormal(f.mean, DiagLinearOperator(f.variance.reshape(-1)))

@@ -1,0 +1,51 @@
+"""Shared fixtures: a small simulated series and a classifier fitted on it once per session.
+
+``EELSPRINT_TEST_DEVICE`` is reserved for choosing a device (CPU by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from eelsprint import Config, FingerprintClassifier
+from eelsprint.simulate import SimulatedSeries, simulate_series
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: A quick training schedule for tests (the defaults are for real use).
+QUICK = Config.from_dict(
+    {"train": {"epochs": 15, "raw_epochs": 15, "gp_iterations": 200, "kl_anneal_epochs": 5}}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (gpu marker); this machine has none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def series() -> SimulatedSeries:
+    """Three frames of 19 x 30 pixels (1,710 spectra) of the default simulator."""
+    return simulate_series(n_frames=3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def fitted(series: SimulatedSeries) -> FingerprintClassifier:
+    """A classifier fitted on ``series`` with the quick schedule (about half a minute on 2 cores)."""
+    torch.set_num_threads(2)
+    return FingerprintClassifier(config=QUICK, progress=False).fit(series.spectra, series.library)
+
+
+@pytest.fixture(scope="session")
+def fitted_dir(fitted: FingerprintClassifier, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``fitted`` saved as a model directory."""
+    path = tmp_path_factory.mktemp("model") / "model"
+    fitted.save(path)
+    return path
