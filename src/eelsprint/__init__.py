@@ -15,4 +15,11 @@ from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
 from eelsprint.exceptions import EelsprintError, InputDataError, ModelFileError
 
-__all__ = ["Config", "EelsprintError", "FingerprintClassifier", "InputDataError", "ModelFileError", "__version__"]
+__all__ = [
+    "Config",
+    "EelsprintError",
+    "FingerprintClassifier",
+    "InputDataError",
+    "ModelFileError",
+    "__version__",
+]

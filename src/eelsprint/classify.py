@@ -8,6 +8,8 @@ predict: preprocess -> raw encoder N(mu, var) -> integrate over z and f.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +47,11 @@ class FingerprintClassifier:
         The model's energy axis (eV) after preprocessing and library overlap.
     vae_, raw_encoder_ : torch modules
     gp_ : GPPosterior
+    head_ : UncertaintyHead or None
+        The dense head distilled from the GP for mode ``"head"`` (:mod:`eelsprint.infer`).
     diagnostics_ : dict
-        Training diagnostics (latent KL per dimension, active dimensions, raw-encoder loss).
+        Training diagnostics (latent KL per dimension, active dimensions, raw-encoder loss,
+        the head's agreement with the GP under ``"head"``).
 
     Examples
     --------
@@ -101,7 +106,12 @@ class FingerprintClassifier:
         vae_x = t(np.concatenate([target, augmented.spectra]), dtype=torch.float32)
         diag = train_vae(vae, vae_x, cfg.train, cfg.model, self.progress)
         raw_loss = train_raw_encoder(
-            raw, vae.encoder, t(x, dtype=torch.float32), t(target, dtype=torch.float32), cfg.train, self.progress
+            raw,
+            vae.encoder,
+            t(x, dtype=torch.float32),
+            t(target, dtype=torch.float32),
+            cfg.train,
+            self.progress,
         )
         per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + cfg.nuisance.n_augment))
         z, y = latent_training_set(
@@ -122,10 +132,17 @@ class FingerprintClassifier:
             "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
             "kl_total": round(diag.kl_total, 3),
             "active_dims": diag.active_dims,
-            "raw_encoder_kl": round(raw_loss, 4),
+            "raw_encoder_nll": round(raw_loss, 4),
             "n_spectra": len(x),
             "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
         }
+        self.head_ = None
+        if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
+            from eelsprint.distil import distil_head
+
+            self.head_, self.diagnostics_["head"] = distil_head(
+                raw, self.gp_, t(x, dtype=torch.float32), cfg.head, cfg.train.seed
+            )
         return self
 
     # -- prediction ----------------------------------------------------------------------------
@@ -158,6 +175,10 @@ class FingerprintClassifier:
     def _predict_chunks(self, x: np.ndarray, mode: str | None) -> tuple[Prediction, np.ndarray, np.ndarray]:
         inf = self.config_.inference
         mode = mode or inf.mode
+        if mode == "head":
+            from eelsprint.infer import predict_head
+
+            return predict_head(self, x)
         generator = torch.Generator().manual_seed(self.config_.train.seed)
         parts, mus, vars_ = [], [], []
         chunks = range(0, len(x), inf.batch_size)
@@ -169,7 +190,9 @@ class FingerprintClassifier:
                 parts.append(predict_fast(self.gp_, mu, var))
             mus.append(mu)
             vars_.append(var)
-        joined = Prediction(*(torch.cat([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__))
+        joined = Prediction(
+            *(torch.cat([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__)
+        )
         return joined, torch.cat(mus).numpy(), torch.cat(vars_).numpy()
 
     def predict_proba(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
@@ -179,7 +202,8 @@ class FingerprintClassifier:
 
     def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
         """Most probable library label per spectrum, shape (...)."""
-        return self.classes_[self.predict_proba(X, energy, mode).argmax(-1)]
+        proba = self.predict_proba(X, energy, mode)
+        return self.classes_[proba.argmax(-1)]
 
     def classify(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> xr.Dataset:
         """Everything per spectrum as an :class:`xarray.Dataset` (see :func:`eelsprint.maps.to_dataset`)."""
@@ -187,7 +211,43 @@ class FingerprintClassifier:
 
         x, nav, source = self._model_input(X, energy)
         pred, mu, var = self._predict_chunks(x, mode)
-        return to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode)
+        return to_dataset(
+            pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode
+        )
+
+    def stream(
+        self, frames: Iterable[Any], energy: np.ndarray | None = None, mode: str | None = None
+    ) -> Iterator[xr.Dataset]:
+        """Classify frames one at a time as they arrive (a live acquisition), one Dataset each.
+
+        Parameters
+        ----------
+        frames : iterable of Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+            Consumed lazily; arrays on the model's energy axis need no ``energy``.
+        energy : ndarray of shape (n_channels,), optional
+            Energy axis (eV) of plain-array frames that are not on the model's axis.
+        mode : {"head", "fast", "exact"}, optional
+            Default: ``"head"`` (the real-time path) when the model has a distilled
+            head, else the model's configured mode.
+
+        Yields
+        ------
+        xarray.Dataset
+            As :meth:`classify`, with ``attrs["frame"]`` (0, 1, ...) and
+            ``attrs["latency_ms"]`` (preprocessing + classification of that frame).
+
+        Examples
+        --------
+        >>> for ds in clf.stream(series.spectra.data):  # doctest: +SKIP
+        ...     print(ds.attrs["frame"], ds.attrs["latency_ms"], ds["label"].shape)
+        """
+        self._check_fitted()
+        mode = mode or ("head" if getattr(self, "head_", None) is not None else None)
+        for index, frame in enumerate(frames):
+            start = time.perf_counter()
+            ds = self.classify(frame, energy, mode)
+            ds.attrs.update(frame=index, latency_ms=1e3 * (time.perf_counter() - start))
+            yield ds
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -196,6 +256,9 @@ class FingerprintClassifier:
         tensors = {f"vae.{k}": v for k, v in self.vae_.state_dict().items()}
         tensors |= {f"raw.{k}": v for k, v in self.raw_encoder_.state_dict().items()}
         tensors |= self.gp_.tensors()
+        head = getattr(self, "head_", None)
+        if head is not None:
+            tensors |= {f"head.{k}": v for k, v in head.state_dict().items()}
         tensors["library.spectra"] = torch.as_tensor(self.library_.spectra, dtype=torch.float32)
         meta = {
             "config": self.config_.to_dict(),
@@ -223,10 +286,20 @@ class FingerprintClassifier:
         self.raw_encoder_.eval()
         cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}
         self.gp_ = GPPosterior(**cache)
+        head = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+        self.head_ = None
+        if head:
+            from eelsprint.infer import UncertaintyHead
+
+            self.head_ = UncertaintyHead(cfg.model.latent_dim, len(meta["classes"]), cfg.head.hidden)
+            self.head_.load_state_dict(head)
+            self.head_.eval()
         self.classes_ = np.array(meta["classes"])
         self.energy_ = energy
         self.library_ = Library(
-            tensors["library.spectra"].double().numpy(), energy, np.array(meta["library_labels"]),
+            tensors["library.spectra"].double().numpy(),
+            energy,
+            np.array(meta["library_labels"]),
             meta["library_source"],
         )
         self.diagnostics_ = meta["diagnostics"]

@@ -1,4 +1,4 @@
-"""Command line: ``eelsprint demo | fit | classify``.
+"""Command line: ``eelsprint demo | fit | classify | report | export | bench | watch``.
 
 Errors a user can cause print one line naming the file and the problem and
 exit with status 1; ``--debug`` shows the traceback instead.
@@ -39,7 +39,9 @@ def _root(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the model, maps, figure and summary.")] = Path("demo-out"),
+    out: Annotated[Path, typer.Option(help="Folder for the model, maps, figure and summary.")] = Path(
+        "demo-out"
+    ),
     frames: Annotated[int, typer.Option(help="Frames (temperatures) in the simulated series.")] = 6,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the VAE and the raw encoder.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulation and of training.")] = 0,
@@ -51,7 +53,9 @@ def demo(
     start = time.perf_counter()
     summary = run_demo(out, n_frames=frames, config=config, seed=seed)
     typer.echo(format_summary(summary))
-    typer.echo(f"wrote {out}/ (model/, series.nc, maps.png, summary.json) in {time.perf_counter() - start:.0f} s")
+    typer.echo(
+        f"wrote {out}/ (model/, series.nc, maps.png, summary.json) in {time.perf_counter() - start:.0f} s"
+    )
 
 
 @app.command()
@@ -90,7 +94,10 @@ def classify(
     data: DataArg,
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for OUT/<input stem>.nc.")],
-    mode: Annotated[str | None, typer.Option(help="'fast' (default) or 'exact' (Monte Carlo).")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="'fast' (default), 'exact' (Monte Carlo) or 'head' (distilled, real-time)."),
+    ] = None,
 ) -> None:
     """Classify every DATA file with MODEL; one NetCDF result per input."""
     from eelsprint.classify import FingerprintClassifier
@@ -103,7 +110,125 @@ def classify(
         target = out / f"{path.stem}.nc"
         write_dataset(ds, target)
         counts = ", ".join(f"{c} {int((ds['label'] == i).sum())}" for i, c in enumerate(clf.classes_))
-        typer.echo(f"{path}: {ds['label'].size} spectra in {time.perf_counter() - start:.2f} s ({counts}) -> {target}")
+        typer.echo(
+            f"{path}: {ds['label'].size} spectra in {time.perf_counter() - start:.2f} s "
+            f"({counts}) -> {target}"
+        )
+
+
+@app.command()
+def report(
+    data: DataArg,
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html and metrics.json.")],
+    truth: Annotated[
+        Path | None, typer.Option("--truth", "-t", help=".npz with `label` per pixel (-1: not in library).")
+    ] = None,
+    frames_axis: Annotated[
+        int | None, typer.Option(help="Navigation axis of the frames (default: 0 for 3-D scans).")
+    ] = None,
+    threshold: Annotated[float, typer.Option(help="Entropy (nats) above which a pixel is uncertain.")] = 0.5,
+    draws: Annotated[int, typer.Option(help="Posterior draws per pixel.")] = 100,
+    baselines: Annotated[bool, typer.Option(help="Score the baselines too.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the report's random choices.")] = 0,
+) -> None:
+    """Measure MODEL on DATA (against TRUTH if given): report.html, metrics.json, posterior.nc."""
+    from eelsprint.report import ReportConfig, run_report
+
+    config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
+    start = time.perf_counter()
+    metrics = run_report(data, model, out, truth, frames_axis=frames_axis, config=config)
+    scores = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("accuracy", "nll", "ece") if metrics[k] is not None)
+    typer.echo(
+        f"{metrics['n_pixels']} pixels in {len(metrics['frames'])} frames{': ' + scores if scores else ''}; "
+        f"{time.perf_counter() - start:.0f} s -> {out}/report.html"
+    )
+
+
+@app.command("export")
+def export_(
+    model_dir: Annotated[Path, typer.Argument(help="Model directory written by `eelsprint fit`.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="pt2, onnx, torchscript or tensorrt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Artefact directory to write.")],
+    precision: Annotated[str, typer.Option(help="fp32, or fp16 (tensorrt only).")] = "fp32",
+    aot: Annotated[bool, typer.Option(help="pt2: also compile with AOTInductor.")] = True,
+    opt_batch: Annotated[int, typer.Option(help="Batch size TensorRT tunes for.")] = 512,
+    max_batch: Annotated[int, typer.Option(help="Largest batch the artefact accepts.")] = 4096,
+) -> None:
+    """Export MODEL_DIR's real-time graph (encoder + uncertainty head), checked on a probe batch."""
+    from eelsprint.export import export
+
+    start = time.perf_counter()
+    exported = export(model_dir, fmt, out, precision=precision, aot=aot, batch=(1, opt_batch, max_batch))
+    kind = f"{fmt} (AOTInductor)" if exported.meta.get("aoti") else fmt
+    tol = exported.meta["tolerance"]
+    typer.echo(
+        f"exported {kind} {precision} in {time.perf_counter() - start:.0f} s -> {out}; outputs match the "
+        f"PyTorch model on the probe batch (max |dp| {exported.max_diff['proba']:.1e}, "
+        f"tolerance {tol['atol']:g} + {tol['rtol']:g}*|ref|)"
+    )
+
+
+@app.command()
+def bench(
+    model: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Model directory (default: shipped).")
+    ] = None,
+    n: Annotated[int, typer.Option(help="Spectra to classify.")] = 13680,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed passes per pipeline (medians reported).")] = 5,
+    formats: Annotated[
+        str, typer.Option(help="CPU export formats to time, comma-separated.")
+    ] = "pt2,onnx,torchscript",
+    aot: Annotated[bool, typer.Option(help="Compile the pt2 export with AOTInductor.")] = True,
+    paper_samples: Annotated[int, typer.Option(help="Paper-style GP: samples per fingerprint.")] = 100,
+) -> None:
+    """Time every inference path side by side on this machine (the paper-style pipeline included)."""
+    import json
+
+    from eelsprint.bench import BenchConfig, format_table, run_bench
+    from eelsprint.io import atomic_write
+
+    names = tuple(f.strip() for f in formats.split(",") if f.strip())
+    config = BenchConfig(n=n, repeats=repeats, formats=names, aot=aot, paper_samples=paper_samples)
+    result = run_bench(model, config, log=typer.echo)
+    result["command"] = "eelsprint " + " ".join(sys.argv[1:])
+    typer.echo(format_table(result))
+    if json_path is not None:
+        with atomic_write(json_path) as tmp:
+            tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"-> {json_path}")
+
+
+@app.command()
+def watch(
+    directory: Annotated[Path, typer.Argument(help="Folder the acquisition writes spectrum images into.")],
+    model: ModelOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for OUT/<file stem>.nc.")],
+    mode: Annotated[
+        str | None, typer.Option(help="'head' (default if the model has one), 'fast' or 'exact'.")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Classify what is there, then exit.")] = False,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a file must stay unchanged to count as complete.")
+    ] = 1.0,
+    poll: Annotated[float, typer.Option(help="Seconds between looks at the folder.")] = 0.25,
+) -> None:
+    """Classify each new spectrum-image file in DIRECTORY as it appears; bad files are reported, skipped."""
+    from eelsprint.classify import FingerprintClassifier
+    from eelsprint.watch import watch as watch_folder
+
+    clf = FingerprintClassifier.load(model, progress=False)
+    counts = {"done": 0, "skipped": 0}
+    if not once:
+        typer.echo(f"watching {directory} (Ctrl-C to stop)")
+    try:
+        for event in watch_folder(directory, clf, out, once=once, mode=mode, poll_s=poll, settle_s=settle):
+            counts[event.status] += 1
+            typer.echo(event.describe(), err=event.status == "skipped")
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+    typer.echo(f"{counts['done']} file(s) classified, {counts['skipped']} skipped")
 
 
 def _with_overrides(config: Config, epochs: int | None, seed: int | None) -> Config:

@@ -162,27 +162,72 @@ class InferenceConfig:
 
     Attributes
     ----------
-    mode : {"fast", "exact"}
+    mode : {"fast", "exact", "head"}
         ``"exact"``: Monte Carlo over z and f. ``"fast"``: closed-form expected
-        kernel, linearised encoder variance and sigma-point softmax.
+        kernel, linearised encoder variance and sigma-point softmax. ``"head"``:
+        the real-time path, the raw encoder and a small dense head distilled from
+        the GP's predictive (see :mod:`eelsprint.infer`), one static graph.
     mc_samples : int
         Latent (z) samples in exact mode; each gets ``f_samples`` GP draws.
     f_samples : int
         GP function draws per latent sample in exact mode.
     batch_size : int
         Spectra per chunk.
+    head_precision : {"fp32", "bf16", "int8"}
+        Arithmetic of mode ``"head"`` on the CPU: float32, bfloat16 (fast where the CPU
+        has AVX-512-BF16/AMX; its cost is measured by ``eelsprint bench``) or int8
+        dynamic quantisation of the dense layers.
     """
 
-    mode: Literal["fast", "exact"] = "fast"
+    mode: Literal["fast", "exact", "head"] = "fast"
     mc_samples: int = 32
     f_samples: int = 16
     batch_size: int = 1024
+    head_precision: Literal["fp32", "bf16", "int8"] = "fp32"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("fast", "exact"):
-            raise ConfigError(f"mode must be 'fast' or 'exact', got {self.mode!r}")
+        if self.mode not in ("fast", "exact", "head"):
+            raise ConfigError(f"mode must be 'fast', 'exact' or 'head', got {self.mode!r}")
         if min(self.mc_samples, self.f_samples, self.batch_size) < 1:
             raise ConfigError("mc_samples, f_samples and batch_size must be >= 1")
+        if self.head_precision not in ("fp32", "bf16", "int8"):
+            raise ConfigError(f"head_precision must be 'fp32', 'bf16' or 'int8', got {self.head_precision!r}")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The dense uncertainty head distilled from the GP at the end of ``fit`` (mode ``"head"``).
+
+    Attributes
+    ----------
+    enabled : bool
+        Distil the head (a few seconds); without it mode ``"head"`` is unavailable.
+    hidden : int
+        Width of the head's two hidden layers.
+    n_points : int
+        Latent Gaussians labelled by the teacher: the training spectra's, re-encoded
+        noisier copies, jittered and interpolated ones and points far from the data.
+    epochs : int
+        Passes of Adam over those points.
+    lr : float
+        Adam's initial learning rate (cosine decay to zero).
+    teacher : {"fast", "exact"}
+        The GP predictive that labels them: closed-form moments or Monte Carlo.
+    """
+
+    enabled: bool = True
+    hidden: int = 64
+    n_points: int = 8192
+    epochs: int = 40
+    lr: float = 1e-2
+    teacher: Literal["fast", "exact"] = "fast"
+
+    def __post_init__(self) -> None:
+        if min(self.hidden, self.n_points, self.epochs) < 1:
+            raise ConfigError("hidden, n_points and epochs must be >= 1")
+        _check_positive(lr=self.lr)
+        if self.teacher not in ("fast", "exact"):
+            raise ConfigError(f"teacher must be 'fast' or 'exact', got {self.teacher!r}")
 
 
 @dataclass(frozen=True)
@@ -194,6 +239,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary (JSON/TOML friendly; tuples become lists)."""
@@ -209,6 +255,7 @@ class Config:
             "model": ModelConfig,
             "train": TrainConfig,
             "inference": InferenceConfig,
+            "head": HeadConfig,
         }
         unknown = set(data) - set(sections)
         if unknown:
@@ -219,7 +266,9 @@ class Config:
             known = {f.name for f in dataclasses.fields(kind)}
             bad = set(values) - known
             if bad:
-                raise ConfigError(f"{source}: unknown key(s) {sorted(bad)} in [{name}]; expected {sorted(known)}")
+                raise ConfigError(
+                    f"{source}: unknown key(s) {sorted(bad)} in [{name}]; expected {sorted(known)}"
+                )
             values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
             try:
                 parts[name] = kind(**values)

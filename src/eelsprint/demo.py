@@ -70,12 +70,16 @@ def run_demo(
     write_dataset(ds, out / "series.nc")
     plot_maps(ds, out / "maps.png", truth=series.labels)
 
-    for name, arrays in {
+    outputs: dict[str, dict[str, Any]] = {
         "series.npz": {"x": series.spectra.data, "energy": series.spectra.energy},
         "truth.npz": {"label": series.labels, "mixed": series.mixed, "temperature": series.temperatures},
-        "library.npz": {"spectra": series.library.spectra, "energy": series.library.energy,
-                        "labels": series.library.labels},
-    }.items():
+        "library.npz": {
+            "spectra": series.library.spectra,
+            "energy": series.library.energy,
+            "labels": series.library.labels,
+        },
+    }
+    for name, arrays in outputs.items():
         with atomic_write(out / name) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
@@ -110,6 +114,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"expected calibration error: {m['ece']:.3f}   NLL: {m['nll']:.3f} nats   Brier: {m['brier']:.3f}",
         f"OOD detection AUROC (epistemic): {m['ood_auroc_epistemic']:.3f}   "
         f"error detection AUROC (entropy): {m['error_auroc_entropy']:.3f}",
-        f"latent: KL {summary['latent']['kl_total']:.1f} nats, {summary['latent']['active_dims']} active dims",
+        f"latent: KL {summary['latent']['kl_total']:.1f} nats, "
+        f"{summary['latent']['active_dims']} active dims",
     ]
     return "\n".join(lines)

@@ -14,17 +14,16 @@ import contextlib
 import csv
 import logging
 import os
-import secrets
-import shutil
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from eelsprint.atomic import atomic_directory, atomic_write
 from eelsprint.exceptions import InputDataError
+from eelsprint.spectra import Library, Spectra, _as_float
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -59,151 +58,6 @@ def _reason(err: BaseException) -> str:
     """First non-empty line of an exception's message, or its type name."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return lines[0] if lines else type(err).__name__
-
-
-def _check_finite(values: np.ndarray, what: str, source: str) -> None:
-    bad = ~np.isfinite(values)
-    count = int(bad.sum())
-    if count:
-        first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputDataError(
-            f"{source}: {count} non-finite value(s) (NaN/inf) in the {what}, first at index {first}"
-        )
-
-
-def _as_float(values: Any, what: str, source: str) -> np.ndarray:
-    """Convert to a float64 array, refusing text, objects and complex numbers."""
-    array = np.asarray(values)
-    if array.dtype.kind not in "biuf":
-        raise InputDataError(f"{source}: {what} must be real numbers, got dtype {array.dtype}")
-    return array.astype(np.float64, copy=False)
-
-
-def _check_energy(energy: np.ndarray, n_channels: int, source: str) -> None:
-    if energy.ndim != 1:
-        raise InputDataError(f"{source}: energy axis must be 1-D, got shape {energy.shape}")
-    if energy.size != n_channels:
-        raise InputDataError(
-            f"{source}: energy axis has {energy.size} values but the spectra have {n_channels} channels"
-        )
-    if n_channels < 2:
-        raise InputDataError(f"{source}: need at least 2 energy channels, got {n_channels}")
-    _check_finite(energy, "energy axis", source)
-    steps = np.diff(energy)
-    if not np.all(steps > 0):
-        first = int(np.argmax(steps <= 0))
-        raise InputDataError(
-            f"{source}: energy axis must be strictly increasing "
-            f"(channel {first + 1}: {energy[first + 1]} eV after {energy[first]} eV)"
-        )
-
-
-@dataclass(frozen=True, eq=False)
-class Spectra:
-    """Spectra on a common energy axis, with any navigation (scan) shape.
-
-    Attributes
-    ----------
-    data : numpy.ndarray
-        Intensities, shape ``(*nav_shape, n_channels)``, float64, all finite.
-    energy : numpy.ndarray
-        Energy of each channel (eV), shape ``(n_channels,)``, strictly increasing.
-    source : str
-        Where the spectra came from (a file name), used in error messages.
-    """
-
-    data: np.ndarray
-    energy: np.ndarray
-    source: str = "<array>"
-
-    def __post_init__(self) -> None:
-        data = _as_float(self.data, "spectra", self.source)
-        energy = _as_float(self.energy, "energy axis", self.source)
-        if data.ndim < 1:
-            raise InputDataError(f"{self.source}: spectra must have at least one (energy) axis")
-        _check_energy(energy, data.shape[-1], self.source)
-        _check_finite(data, "spectra", self.source)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "energy", energy)
-
-    @property
-    def nav_shape(self) -> tuple[int, ...]:
-        """Shape of the scan (``()`` for a single spectrum), in numpy order."""
-        return tuple(self.data.shape[:-1])
-
-    @property
-    def n_channels(self) -> int:
-        """Number of energy channels."""
-        return int(self.data.shape[-1])
-
-    def flat(self) -> np.ndarray:
-        """All spectra as one ``(N, n_channels)`` array (a view where possible)."""
-        return self.data.reshape(-1, self.n_channels)
-
-
-@dataclass(frozen=True, eq=False)
-class Library:
-    """Labelled fingerprint spectra; several spectra may share a label.
-
-    Attributes
-    ----------
-    spectra : numpy.ndarray
-        Shape ``(n, n_channels)``, float64, finite (all-zero spectra are allowed).
-    energy : numpy.ndarray
-        Shape ``(n_channels,)`` in eV, strictly increasing.
-    labels : numpy.ndarray
-        Shape ``(n,)``, the class name of each spectrum (numpy str array).
-    source : str
-        Where the library came from, used in error messages.
-    """
-
-    spectra: np.ndarray
-    energy: np.ndarray
-    labels: np.ndarray
-    source: str = "<array>"
-
-    def __post_init__(self) -> None:
-        spectra = _as_float(self.spectra, "library spectra", self.source)
-        if spectra.ndim != 2:
-            raise InputDataError(
-                f"{self.source}: library spectra must have shape (n, channels), got {spectra.shape}"
-            )
-        energy = _as_float(self.energy, "energy axis", self.source)
-        _check_energy(energy, spectra.shape[1], self.source)
-        _check_finite(spectra, "library spectra", self.source)
-        labels = np.asarray(self.labels)
-        if labels.dtype.kind not in "USO" or labels.ndim != 1 or labels.size != spectra.shape[0]:
-            raise InputDataError(
-                f"{self.source}: need one text label per spectrum ({spectra.shape[0]}), "
-                f"got shape {labels.shape} of dtype {labels.dtype}"
-            )
-        labels = np.array([str(label).strip() for label in labels], dtype=str)
-        if any(label == "" for label in labels):
-            raise InputDataError(f"{self.source}: spectrum {list(labels).index('')} has an empty label")
-        classes = list(dict.fromkeys(labels.tolist()))
-        if len(classes) < 2:
-            raise InputDataError(
-                f"{self.source}: library has only one class '{classes[0]}'; need at least two"
-            )
-        object.__setattr__(self, "spectra", spectra)
-        object.__setattr__(self, "energy", energy)
-        object.__setattr__(self, "labels", labels)
-
-    @property
-    def classes(self) -> np.ndarray:
-        """Distinct labels in order of first appearance (numpy str array)."""
-        return np.array(list(dict.fromkeys(self.labels.tolist())), dtype=str)
-
-    @property
-    def class_index(self) -> np.ndarray:
-        """Index of each spectrum's label into :attr:`classes`, shape ``(n,)``, int."""
-        lookup = {name: i for i, name in enumerate(self.classes.tolist())}
-        return np.array([lookup[label] for label in self.labels.tolist()], dtype=np.int64)
-
-    @property
-    def n_channels(self) -> int:
-        """Number of energy channels."""
-        return int(self.spectra.shape[1])
 
 
 # --------------------------------------------------------------------------- HyperSpy
@@ -288,7 +142,8 @@ def _existing_file(path: PathLike) -> Path:
 
 def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # open the file here: np.load leaks its own handle when the zip archive is corrupt
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
             missing = [key for key in keys if key not in npz.files]
             if missing:
                 raise InputDataError(f"{path}: missing array(s) {missing}; found {sorted(npz.files)}")
@@ -522,90 +377,6 @@ def read_library(path: PathLike) -> Library:
     if suffix == ".csv":
         return _read_library_csv(path)
     raise InputDataError(f"{path}: unsupported library file type {path.suffix!r}; expected .npz or .csv")
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _temp_sibling(path: Path, kind: str) -> Path:
-    return path.with_name(f".{path.name}.{kind}-{secrets.token_hex(4)}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_write(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary file path next to ``path``; move it onto ``path`` on success.
-
-    The parent folder is created if needed. If the body raises, the temporary file is
-    deleted, ``path`` is left untouched and the exception propagates.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Final file name.
-
-    Yields
-    ------
-    pathlib.Path
-        Where the body must write, named ``.<name>.tmp-<random>``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(path, "tmp")
-    try:
-        yield tmp
-        with tmp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _remove(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def atomic_directory(path: PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary folder next to ``path``; put it in place of ``path`` on success.
-
-    An existing ``path`` is renamed aside, the new folder renamed in, then the old one
-    deleted. If the body raises, the temporary folder is deleted and ``path`` is untouched.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Final folder name.
-
-    Yields
-    ------
-    pathlib.Path
-        An empty folder named ``.<name>.tmp-<random>``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_sibling(path, "tmp")
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        _remove(tmp)
-        raise
-    if not (path.exists() or path.is_symlink()):
-        os.replace(tmp, path)
-        return
-    old = _temp_sibling(path, "old")
-    os.replace(path, old)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
-        _remove(tmp)
-        raise
-    _remove(old)
 
 
 # --------------------------------------------------------------------------- NetCDF

@@ -77,29 +77,53 @@ def plot_maps(ds: xr.Dataset, path: str | Path, truth: np.ndarray | None = None,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     label = ds["label"].values
     if label.ndim == 2:
         label = label[None]
     frames = min(len(label), max_frames)
-    rows = [("label", label, "tab10"), ("confidence", ds["confidence"].values, "viridis"),
-            ("epistemic", ds["epistemic"].values, "magma")]
+    classes = [str(c) for c in ds["class"].values]
+    categorical = ListedColormap(plt.get_cmap("tab10")(np.arange(len(classes))))
+    rows = [
+        ("label", label, categorical),
+        ("confidence", ds["confidence"].values, "viridis"),
+        ("epistemic (nats)", ds["epistemic"].values, "magma"),
+    ]
     if truth is not None:
-        rows.insert(0, ("truth", np.where(truth < 0, np.nan, truth), "tab10"))
-    fig, axes = plt.subplots(len(rows), frames, figsize=(2.4 * frames, 1.9 * len(rows)), squeeze=False)
-    n_classes = ds.sizes["class"]
+        rows.insert(0, ("truth", np.where(truth < 0, np.nan, truth), categorical))
+    fig, axes = plt.subplots(
+        len(rows),
+        frames,
+        figsize=(1.9 * frames + 1.2, 1.5 * len(rows) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
     for r, (name, values, cmap) in enumerate(rows):
         values = values.reshape(label.shape)
-        limits = (0, n_classes - 1) if name in ("label", "truth") else (None, None)
+        discrete = name in ("label", "truth")
+        limits = (-0.5, len(classes) - 0.5) if discrete else (None, None)
         for f in range(frames):
-            im = axes[r, f].imshow(values[f], cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
+            im = axes[r, f].imshow(
+                values[f], cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest"
+            )
             axes[r, f].set_xticks([])
             axes[r, f].set_yticks([])
+            if r == 0:
+                axes[r, f].set_title(f"frame {f}", fontsize=9)
             if f == 0:
                 axes[r, f].set_ylabel(name)
-        fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.8)
-    fig.suptitle("eelsprint: classes " + ", ".join(f"{i}={c}" for i, c in enumerate(ds["class"].values)))
+        bar = fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.9)
+        if discrete:
+            bar.set_ticks(range(len(classes)), labels=classes)
+    if truth is not None:
+        axes[0, 0].annotate(
+            "white: in no library class", (0, -0.12), xycoords="axes fraction", fontsize=7, va="top"
+        )
+    from eelsprint.io import atomic_write
+
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path

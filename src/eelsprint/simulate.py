@@ -65,14 +65,18 @@ def outlier_shape(energy: np.ndarray) -> np.ndarray:
     return 0.6 * (np.exp(-0.5 * ((energy - 705.0) / 2.2) ** 2) + step)
 
 
-def fingerprint_library(energy: np.ndarray = ENERGY, variants: tuple[float, ...] = (0.9, 1.0, 1.1)) -> Library:
+def fingerprint_library(
+    energy: np.ndarray = ENERGY, variants: tuple[float, ...] = (0.9, 1.0, 1.1)
+) -> Library:
     """Clean theory library: each composition at a few intensity variants (like the DFT set)."""
     spectra, labels = [], []
     for name, (intensity, peak, prepeak) in COMPOSITIONS.items():
         for scale in variants:
             spectra.append(edge_shape(energy, intensity * scale, peak, prepeak))
             labels.append(name)
-    return Library(np.array(spectra), np.asarray(energy, float), np.array(labels), source="<simulated library>")
+    return Library(
+        np.array(spectra), np.asarray(energy, float), np.array(labels), source="<simulated library>"
+    )
 
 
 @dataclass(frozen=True)
@@ -183,11 +187,13 @@ def simulate_series(
     shift = rng.normal(0.0, shift_sd, labels.shape)[..., None]
     drift = np.linspace(-0.1, 0.1, n_frames)[:, None, None, None]
 
-    def edges(index: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    def edges(index: np.ndarray, offset: np.ndarray | float) -> np.ndarray:
         intensity, peak, prepeak = (params[index][..., k, None] for k in range(3))
         return edge_shape(ENERGY - offset, intensity, peak, prepeak)
 
-    clean = weight[..., None] * edges(labels, 0.0) + (1 - weight[..., None]) * edges(np.maximum(partner, 0), 0.0)
+    clean = weight[..., None] * edges(labels, 0.0) + (1 - weight[..., None]) * edges(
+        np.maximum(partner, 0), 0.0
+    )
     observed = weight[..., None] * edges(labels, shift + drift)
     observed = observed + (1 - weight[..., None]) * edges(np.maximum(partner, 0), shift + drift)
 

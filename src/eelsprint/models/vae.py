@@ -41,6 +41,8 @@ class ConvEncoder(nn.Module):
     network sees values of order one whatever the spectra's units.
     """
 
+    input_scale: torch.Tensor
+
     def __init__(self, n_channels: int, config: ModelConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -67,6 +69,8 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """Latent ``(batch, latent)`` -> spectrum ``(batch, n_channels)``, mirroring :class:`ConvEncoder`."""
 
+    output_scale: torch.Tensor
+
     def __init__(self, n_channels: int, config: ModelConfig) -> None:
         super().__init__()
         lengths = _conv_lengths(n_channels, config.kernels)
@@ -74,7 +78,7 @@ class ConvDecoder(nn.Module):
         self.slope = config.negative_slope
         self.dense = nn.Linear(config.latent_dim, config.filters[-1] * lengths[-1])
         layers: list[nn.Module] = []
-        channels = list(config.filters[::-1]) + [1]
+        channels = [*config.filters[::-1], 1]
         for i, k in enumerate(config.kernels[::-1]):
             length_in, length_out = lengths[-1 - i], lengths[-2 - i]
             pad = length_out - (2 * (length_in - 1) - 2 * (k // 2) + k)
@@ -113,6 +117,7 @@ class SpectrumVAE(PyroModule):
         self.encoder = ConvEncoder(n_channels, config)
         self.decoder = ConvDecoder(n_channels, config)
         self.log_noise = nn.Parameter(torch.tensor(-3.0))
+        self.last_posterior: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def model(self, x: torch.Tensor, beta: float = 1.0) -> None:
         """p(z) p(x | z): N(0, I) prior, Laplace reconstruction with a learned scale."""
@@ -126,10 +131,15 @@ class SpectrumVAE(PyroModule):
             pyro.sample("x", dist.Laplace(recon, noise).to_event(1), obs=x)
 
     def guide(self, x: torch.Tensor, beta: float = 1.0) -> None:
-        """q(z | x) = N(encoder(x))."""
+        """q(z | x) = N(encoder(x)); the batch's (loc, scale) is kept in ``last_posterior``.
+
+        Keeping it lets the training loop add a free-bits term without a second
+        encoder pass.
+        """
         pyro.module("encoder", self.encoder)
         with pyro.plate("spectra", x.shape[0]):
             loc, scale = self.encoder(x)
+            self.last_posterior = (loc, scale)
             with poutine.scale(scale=beta):
                 pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 

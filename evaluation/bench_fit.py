@@ -1,0 +1,69 @@
+"""Time `fit` on the paper's dataset size and `classify` on it (issue: fit < 5 min, classify in seconds).
+
+Simulates 24 frames of 19 x 30 pixels (13,680 spectra of 240 channels, the size of
+the paper's experiment), fits the default model once (training is minutes; one
+run), then classifies all spectra in each inference mode, median of ``--repeats``.
+
+Usage::
+
+    python evaluation/bench_fit.py --json evaluation/results/fit-13680-cpu.json
+    python evaluation/bench_fit.py --frames 2 --epochs 1 --repeats 1   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from eelsprint import Config, FingerprintClassifier
+from eelsprint.simulate import simulate_series
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    series = simulate_series(n_frames=args.frames, seed=0)
+    config = Config()
+    if args.epochs is not None:
+        config = Config.from_dict({"train": {"epochs": args.epochs, "raw_epochs": args.epochs}})
+    start = time.perf_counter()
+    clf = FingerprintClassifier(config=config, progress=False).fit(series.spectra, series.library)
+    fit_s = time.perf_counter() - start
+    n = series.spectra.flat().shape[0]
+    result = {
+        "spectra": n,
+        "channels": series.spectra.n_channels,
+        "fit_s": round(fit_s, 1),
+        "epochs": config.train.epochs,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+    }
+    for mode in ("fast", "exact"):
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            clf.classify(series.spectra, mode=mode)
+            times.append(time.perf_counter() - start)
+        result[f"classify_{mode}_s_median"] = round(statistics.median(times), 3)
+        result[f"classify_{mode}_spectra_per_s"] = round(n / statistics.median(times))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,420 @@
+"""``eelsprint bench``: every inference path side by side, on the same spectra and machine.
+
+Measured, with medians over repeats: throughput (spectra/s, in chunks) and batch-32 latency
+of the eager encoder alone; the real-time head pipeline (eager float32, bfloat16 and int8
+dynamic quantisation); each CPU export format; the fast (closed-form, "psi") and exact
+(Monte Carlo) GP pipelines; and the paper-style pipeline (raw encoder mean + scikit-learn
+``GaussianProcessClassifier()`` with its default kernel, trained on 100 samples per
+fingerprint of the VAE's library latents). Also: ratios to the paper-style pipeline, the
+fraction of the float32 compute ceiling (FLOPs per spectrum from the layer shapes x
+throughput / sgemm FLOP/s measured in the same run), the latency of one 570-spectrum frame,
+peak resident memory, and the accuracy/calibration cost of each pipeline against the GP.
+
+"fast" in the results is the fastest full pipeline with uncertainty that eelsprint ships;
+a reduced-precision variant qualifies only if its measured cost against the float32 head is
+within :data:`REDUCED_PRECISION_BUDGET`. Timings exclude reading and preprocessing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eelsprint.classify import FingerprintClassifier
+from eelsprint.config import Config
+from eelsprint.exceptions import ConfigError
+from eelsprint.export import CPU_FORMATS, export
+from eelsprint.infer import CHUNKS, RealtimeModel, physical_cores, realtime_model, torch_threads
+from eelsprint.metrics import accuracy, expected_calibration_error, ood_auroc
+from eelsprint.uncertainty import predict_exact, predict_fast
+
+__all__ = [
+    "REDUCED_PRECISION_BUDGET",
+    "BenchConfig",
+    "bench_spectra",
+    "format_table",
+    "machine_info",
+    "run_bench",
+]
+
+FRAME = 570  # the paper's 19 x 30 scans
+#: Largest cost against the float32 head for a bf16/int8 head to count as "fast".
+REDUCED_PRECISION_BUDGET = {"mean_abs_dp": 0.005, "ece_delta": 0.005}
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
+Pipeline = Callable[[torch.Tensor], tuple[Any, Any]]  # chunk -> (proba or None, epistemic or None)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``eelsprint bench`` measures.
+
+    Attributes
+    ----------
+    n : int
+        Spectra (default: the paper's data set size, 24 frames of 19 x 30).
+    repeats : int
+        Timed passes per pipeline; the median is reported.
+    formats : tuple of str
+        CPU export formats to measure.
+    aot : bool
+        Compile the ``pt2`` export with AOTInductor too.
+    paper_samples : int
+        Latent samples per fingerprint for the paper-style classifier (the paper: 100).
+    chunk, chunk_bf16 : int
+        Spectra per call of the real-time graph (float32 and int8; bfloat16).
+    seed : int
+    """
+
+    n: int = 13680
+    repeats: int = 5
+    formats: tuple[str, ...] = CPU_FORMATS
+    aot: bool = True
+    paper_samples: int = 100
+    chunk: int = CHUNKS["fp32"]
+    chunk_bf16: int = CHUNKS["bf16"]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.n, self.repeats, self.paper_samples, self.chunk, self.chunk_bf16) < 1:
+            raise ConfigError("n, repeats, paper_samples, chunk and chunk_bf16 must be >= 1")
+        unknown = set(self.formats) - set(CPU_FORMATS)
+        if unknown:
+            raise ConfigError(
+                f"unknown CPU format(s) {sorted(unknown)}; expected some of {', '.join(CPU_FORMATS)}"
+            )
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores (logical, physical, usable), ISA flags from /proc/cpuinfo, versions."""
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "flags":
+                flags |= set(value.split())
+            elif key.strip() == "model name":
+                model = value.strip()
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "physical_cores": physical_cores(),
+        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "torch": torch.__version__,
+        "torch_threads": physical_cores(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def sgemm_gflops(size: int = 1024, repeats: int = 10) -> float:
+    """Float32 matrix-product speed (GFLOP/s), median of ``repeats`` products of ``size``^3."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def _throughput(fn: Pipeline, x: torch.Tensor, chunk: int, repeats: int) -> float:
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for i in range(0, len(x), chunk):
+                fn(x[i : i + chunk])
+            times.append(time.perf_counter() - start)
+    return len(x) / statistics.median(times)
+
+
+def _latency_ms(fn: Pipeline, x: torch.Tensor, budget_s: float = 0.5, calls: int = 200) -> float:
+    """Median time of single calls on ``x``: at least 3, then until ``budget_s`` or ``calls``."""
+    times: list[float] = []
+    with torch.inference_mode():
+        fn(x)
+        while len(times) < 3 or (len(times) < calls and sum(times) < budget_s):
+            start = time.perf_counter()
+            fn(x)
+            times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def bench_spectra(clf: FingerprintClassifier, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` model-ready spectra and labels: the simulator's if it fits the model, else noisy library."""
+    from eelsprint.simulate import ENERGY, simulate_series
+
+    if clf.energy_.shape == ENERGY.shape and np.allclose(clf.energy_, ENERGY):
+        series = simulate_series(n_frames=-(-n // FRAME), seed=seed + 1)
+        x, _, _ = clf._model_input(series.spectra, None)
+        return x[:n].astype(np.float32), series.labels.reshape(-1)[:n]
+    rng = np.random.default_rng(seed)
+    lib = clf.library_.spectra
+    x = lib[rng.integers(len(lib), size=n)]
+    x = x + rng.normal(0, 0.05 * float(np.abs(lib).max() or 1.0), x.shape)
+    return x.astype(np.float32), None
+
+
+def _paper_classifier(clf: FingerprintClassifier, samples: int, seed: int) -> Any:
+    """scikit-learn ``GaussianProcessClassifier()`` on ``samples`` VAE latent draws per fingerprint."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.gaussian_process import GaussianProcessClassifier
+
+    from eelsprint.train import latent_training_set
+
+    lib = clf.library_
+    z, y = latent_training_set(
+        clf.vae_.encoder,
+        torch.as_tensor(lib.spectra, dtype=torch.float32),
+        torch.as_tensor(lib.class_index),
+        samples,
+        seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return GaussianProcessClassifier(random_state=seed).fit(z.numpy(), y.numpy())
+
+
+def default_model(log: Callable[[str], None] = print) -> FingerprintClassifier:
+    """The shipped ``models/default`` if present, else a model fitted quickly on the simulator."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / "models" / "default" / "manifest.json").is_file():
+            log(f"model: {root / 'models' / 'default'}")
+            return FingerprintClassifier.load(root / "models" / "default", progress=False)
+    from eelsprint.simulate import simulate_series
+
+    log("model: none shipped; fitting a quick one on 3 simulated frames (about a minute)")
+    quick = Config.from_dict(
+        {"train": {"epochs": 15, "raw_epochs": 15, "gp_iterations": 200, "kl_anneal_epochs": 5}}
+    )
+    series = simulate_series(n_frames=3, seed=0)
+    return FingerprintClassifier(config=quick, progress=False).fit(series.spectra, series.library)
+
+
+def _pipelines(
+    clf: FingerprintClassifier, config: BenchConfig, tmp: Path, log: Callable[[str], None]
+) -> dict[str, tuple[Pipeline, int]]:
+    """Every pipeline as (chunk -> (proba, epistemic), chunk size)."""
+    encoder, gp = clf.raw_encoder_, clf.gp_
+    inf = clf.config_.inference
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, scale = encoder(x)
+        return loc, scale * scale
+
+    def head(model: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]) -> Pipeline:
+        return lambda x: (lambda out: (out[0], out[3]))(model(x))
+
+    def fast(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = predict_fast(gp, *moments(x))
+        return p.proba, p.epistemic
+
+    def exact(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = predict_exact(gp, *moments(x), inf.mc_samples, inf.f_samples, generator)
+        return p.proba, p.epistemic
+
+    log(f"paper-style: GaussianProcessClassifier() on {config.paper_samples} samples per fingerprint")
+    start = time.perf_counter()
+    gpc = _paper_classifier(clf, config.paper_samples, config.seed)
+    log(f"  fitted in {time.perf_counter() - start:.1f} s")
+
+    def encoder_only(x: torch.Tensor) -> tuple[None, None]:
+        encoder(x)
+        return None, None
+
+    pipes: dict[str, tuple[Pipeline, int]] = {
+        "encoder_eager": (encoder_only, config.chunk),
+        "head_fp32": (head(realtime_model(clf, "fp32")), config.chunk),
+        "head_bf16": (head(realtime_model(clf, "bf16")), config.chunk_bf16),
+        "head_int8": (head(realtime_model(clf, "int8")), config.chunk),
+    }
+    for fmt in config.formats:
+        start = time.perf_counter()
+        exported = export(clf, fmt, tmp / fmt, aot=config.aot)
+        name = "pt2_aoti" if exported.meta.get("aoti") else fmt
+        log(
+            f"export {name}: {time.perf_counter() - start:.1f} s, "
+            f"max |dp| on the probe {exported.max_diff['proba']:.1e}"
+        )
+        pipes[name] = (head(exported), config.chunk)
+    pipes["fast_psi"] = (fast, inf.batch_size)
+    pipes["exact_mc"] = (exact, inf.batch_size)
+    pipes["paper_style"] = (
+        lambda x: (torch.from_numpy(gpc.predict_proba(encoder(x)[0].numpy())), None),
+        16384,
+    )
+    return pipes
+
+
+def _quality(outputs: dict[str, tuple[Any, ...]], labels: np.ndarray | None) -> dict[str, dict[str, float]]:
+    """Accuracy, ECE, OOD AUROC of epistemic, and mean |dp| against the GP (fast) and the fp32 head."""
+    ref, head = outputs["fast_psi"][0].numpy(), outputs["head_fp32"][0].numpy()
+    result = {}
+    for name, (proba, epistemic) in outputs.items():
+        if proba is None:
+            continue
+        p = proba.numpy()
+        row = {
+            "mean_abs_dp_vs_gp": float(np.abs(p - ref).mean()),
+            "mean_abs_dp_vs_head": float(np.abs(p - head).mean()),
+        }
+        if labels is not None:
+            row |= {"accuracy": accuracy(p, labels), "ece": expected_calibration_error(p, labels)}
+            if epistemic is not None and (labels < 0).any():
+                row["ood_auroc_epistemic"] = ood_auroc(epistemic.numpy(), labels)
+        result[name] = row
+    return result
+
+
+def run_bench(
+    model: FingerprintClassifier | str | Path | None = None,
+    config: BenchConfig | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure every pipeline; see the module docstring.
+
+    Parameters
+    ----------
+    model : FingerprintClassifier or path, optional
+        Default: :func:`default_model`.
+    config : BenchConfig, optional
+    log : callable
+        Progress messages.
+
+    Returns
+    -------
+    dict
+        JSON-ready results; the keys of the issue (``fast_spectra_per_s``,
+        ``exact_spectra_per_s``, ``paper_style_spectra_per_s``, ``fast_vs_paper``,
+        ``fast_b32_latency_ms``, ``frame570_latency_ms``, ``ceiling_fraction``,
+        ``peak_rss_mb``) plus ``pipelines``, ``quality``, ``machine`` and settings.
+    """
+    config = config or BenchConfig()
+    clf = default_model(log) if model is None else model
+    if not isinstance(clf, FingerprintClassifier):
+        clf = FingerprintClassifier.load(clf, progress=False)
+    x_np, labels = bench_spectra(clf, config.n, config.seed)
+    x = torch.from_numpy(x_np)
+    if getattr(clf, "head_", None) is None:  # a model saved before the head existed
+        from eelsprint.distil import distil_head
+
+        log("model has no distilled head: distilling one on the first 4,096 bench spectra")
+        clf.head_, _ = distil_head(clf.raw_encoder_, clf.gp_, x[:4096], clf.config_.head, config.seed)
+    machine = machine_info()
+    log(
+        f"{machine['cpu']}: {machine['physical_cores']} physical cores; ISA "
+        + ", ".join(f for f, on in machine["isa"].items() if on)
+    )
+    with torch_threads(), tempfile.TemporaryDirectory() as tmp:
+        gflops = sgemm_gflops()
+        pipes = _pipelines(clf, config, Path(tmp), log)
+        rows, outputs = {}, {}
+        for name, (fn, chunk) in pipes.items():
+            with torch.inference_mode():
+                parts = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]  # warm-up, kept for quality
+            if parts[0][0] is not None:
+                outputs[name] = tuple(
+                    None if p[0] is None else torch.cat(list(p)) for p in zip(*parts, strict=True)
+                )
+            slow = name in ("fast_psi", "exact_mc", "paper_style")
+            rows[name] = {
+                "spectra_per_s": _throughput(
+                    fn, x, chunk, min(config.repeats, 3) if slow else config.repeats
+                ),
+                "b32_latency_ms": _latency_ms(fn, x[:32], budget_s=0.1 * config.repeats),
+                "frame570_latency_ms": _latency_ms(fn, x[:FRAME], budget_s=0.2 * config.repeats, calls=50),
+            }
+            log(
+                f"  {name:<14} {rows[name]['spectra_per_s']:>12,.0f} spectra/s  "
+                f"b32 {rows[name]['b32_latency_ms']:.3f} ms"
+            )
+    quality = _quality(outputs, labels)
+    paper = rows["paper_style"]["spectra_per_s"]
+    for row in rows.values():
+        row["vs_paper"] = row["spectra_per_s"] / paper
+    candidates = [n for n in rows if n not in ("encoder_eager", "fast_psi", "exact_mc", "paper_style")]
+    for name in ("head_bf16", "head_int8"):
+        q, q0 = quality[name], quality["head_fp32"]
+        cost_ok = q["mean_abs_dp_vs_head"] <= REDUCED_PRECISION_BUDGET["mean_abs_dp"] and (
+            "ece" not in q or abs(q["ece"] - q0["ece"]) <= REDUCED_PRECISION_BUDGET["ece_delta"]
+        )
+        if not cost_ok:
+            candidates.remove(name)
+    fast = max(candidates, key=lambda n: rows[n]["spectra_per_s"])
+    lowest = min(candidates, key=lambda n: rows[n]["b32_latency_ms"])
+    net = realtime_model(clf)
+    flops = net.flops_per_spectrum(x.shape[1]) if isinstance(net, RealtimeModel) else 0
+    return {
+        "fast_pipeline": fast,
+        "fast_spectra_per_s": rows[fast]["spectra_per_s"],
+        "exact_spectra_per_s": rows["exact_mc"]["spectra_per_s"],
+        "paper_style_spectra_per_s": paper,
+        "fast_vs_paper": rows[fast]["vs_paper"],
+        "fast_b32_latency_ms": rows[fast]["b32_latency_ms"],
+        "frame570_latency_ms": rows[fast]["frame570_latency_ms"],
+        "lowest_b32_latency": {"pipeline": lowest, "ms": rows[lowest]["b32_latency_ms"]},
+        "ceiling_fraction": flops * rows[fast]["spectra_per_s"] / (gflops * 1e9),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "sgemm_gflops": gflops,
+        "flops_per_spectrum": flops,
+        "ceiling_spectra_per_s": gflops * 1e9 / flops if flops else None,
+        "pipelines": rows,
+        "quality": quality,
+        "reduced_precision_budget": REDUCED_PRECISION_BUDGET,
+        "fast_candidates": candidates,
+        "machine": machine,
+        "settings": asdict(config) | {"n": len(x), "labelled": labels is not None},
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The results as a markdown table (one row per pipeline) with the headline figures below."""
+    lines = [
+        "| pipeline | spectra/s | vs paper | batch-32 ms | 570-frame ms | accuracy | ECE | dp vs GP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in result["pipelines"].items():
+        q = result["quality"].get(name, {})
+        cells = [f"{q[k]:.4f}" if k in q else "-" for k in ("accuracy", "ece", "mean_abs_dp_vs_gp")]
+        mark = " (fast)" if name == result["fast_pipeline"] else ""
+        lines.append(
+            f"| {name}{mark} | {row['spectra_per_s']:,.0f} | {row['vs_paper']:.1f}x "
+            f"| {row['b32_latency_ms']:.3f} | {row['frame570_latency_ms']:.2f} | {' | '.join(cells)} |"
+        )
+    m = result["machine"]
+    isa = ", ".join(f for f, on in m["isa"].items() if on) or "none of " + ", ".join(ISA_FLAGS)
+    lines += [
+        "",
+        f"fast = {result['fast_pipeline']}: {result['fast_spectra_per_s']:,.0f} spectra/s "
+        f"({result['fast_vs_paper']:.0f}x paper-style), {result['ceiling_fraction']:.0%} of the fp32 ceiling "
+        f"({result['flops_per_spectrum'] / 1e6:.2f} MFLOP/spectrum, "
+        f"sgemm {result['sgemm_gflops']:.0f} GFLOP/s); batch-32 {result['fast_b32_latency_ms']:.3f} ms; "
+        f"570-spectrum frame {result['frame570_latency_ms']:.2f} ms; "
+        f"exact {result['exact_spectra_per_s']:,.0f} spectra/s; peak RSS {result['peak_rss_mb']:.0f} MB"
+        + (
+            f"; lowest batch-32 latency {low['ms']:.3f} ms ({low['pipeline']})"
+            if (low := result.get("lowest_b32_latency"))
+            else ""
+        ),
+        f"machine: {m['cpu']}, {m['physical_cores']} physical cores ({m['usable_cpus']} usable), ISA: {isa}; "
+        f"torch {m['torch']}, {m['torch_threads']} threads; n = {result['settings']['n']}, "
+        f"medians of {result['settings']['repeats']} repeats",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,435 @@
+"""Exporting the real-time graph (:class:`~eelsprint.infer.RealtimeModel`) and loading it back, checked.
+
+Formats
+-------
+``pt2``
+    ``torch.export`` program (``model.pt2``), plus an AOTInductor-compiled package
+    (``model.aoti.pt2``, C++ kernels, no Python needed to run it) where the compiler
+    works; loading prefers the compiled package.
+``onnx``
+    ONNX (dynamo exporter), run under ONNX Runtime's CPU provider.
+``torchscript``
+    Traced and frozen TorchScript (``torch.jit``, deprecated upstream but still the
+    format of many C++ deployments).
+``tensorrt``
+    Torch-TensorRT, dynamo path on a ``torch.export`` program, FP16 or FP32, dynamic
+    batch (min/opt/max), saved with ``torch_tensorrt.save``; needs CUDA and the
+    ``[tensorrt]`` extra.
+
+Every artefact is a directory written atomically: the model file(s), ``probe.safetensors``
+(a fixed batch of spectra and the PyTorch model's float32 outputs on it) and
+``export.json`` (format, precision, tolerances, classes, energy axis, checksums).
+:func:`load_exported` verifies the checksums, runs the artefact on the probe and
+refuses it (:class:`~eelsprint.exceptions.ExportError`) unless every output is within
+``atol + rtol * |reference|`` of the PyTorch model: ``atol=1e-4, rtol=1e-3`` for float32,
+``atol=2e-2, rtol=5e-2`` for FP16 (see :data:`TOLERANCES`). :func:`export` runs the same
+check before it puts the directory in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from eelsprint.exceptions import ExportError
+from eelsprint.infer import OUTPUTS, CastModel, RealtimeModel, physical_cores, realtime_model, run_chunks
+from eelsprint.io import atomic_directory
+
+if TYPE_CHECKING:
+    from eelsprint.classify import FingerprintClassifier
+
+__all__ = ["CPU_FORMATS", "FORMATS", "TOLERANCES", "ExportedModel", "export", "load_exported", "probe_batch"]
+
+FORMATS = ("pt2", "onnx", "torchscript", "tensorrt")
+CPU_FORMATS = ("pt2", "onnx", "torchscript")
+#: (atol, rtol) of the output check per precision.
+TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (2e-2, 5e-2)}
+_FILES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts", "tensorrt": "model.trt.ep"}
+AOTI_FILE = "model.aoti.pt2"
+PROBE = "probe.safetensors"
+META = "export.json"
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
+@contextlib.contextmanager
+def _quiet_exporters() -> Iterator[None]:
+    """Silence upstream deprecations raised inside torch's own exporters (not ours to fix).
+
+    ``torch.jit.*`` is deprecated in torch >= 2.13 but TorchScript is a format this
+    module must still write; the ONNX exporter trips torch's own pytree deprecation
+    (``isinstance(treespec, LeafSpec)``) and logs about torchvision ops; ``torch.export.save``
+    warns about the channels-last (non-contiguous) convolution weights, which it stores
+    correctly (the probe check below would catch it otherwise).
+    """
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
+        )
+        warnings.filterwarnings(
+            "ignore", message="No complete tensor found in the group", category=UserWarning
+        )
+        onnx_log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            onnx_log.setLevel(level)
+
+
+def probe_batch(clf: FingerprintClassifier, n: int = 64, seed: int = 0) -> torch.Tensor:
+    """A fixed batch of ``n`` spectra for the output check: library spectra, noisy mixtures, off-library.
+
+    Built from the model's own fingerprint library (so it exists for any model), with
+    Gaussian noise at 1-10 % of the library's peak and a few spectra in no class
+    (reversed, flat), covering confident, ambiguous and out-of-library outputs.
+    """
+    rng = np.random.default_rng(seed)
+    lib = clf.library_.spectra
+    peak = float(np.abs(lib).max()) or 1.0
+    i, j = rng.integers(len(lib), size=(2, n))
+    w = rng.uniform(0.5, 1.0, (n, 1))
+    x = w * lib[i] + (1 - w) * lib[j]
+    x[: len(lib)] = lib[: min(n, len(lib))]
+    x = x + rng.normal(0, 1, x.shape) * rng.uniform(0.01, 0.1, (n, 1)) * peak
+    x[-2] = x[-2, ::-1]
+    x[-1] = peak * 0.3
+    return torch.as_tensor(x, dtype=torch.float32)
+
+
+def _tensorrt() -> Any:
+    """``torch_tensorrt``, or a one-line :class:`ExportError` naming the CPU formats."""
+    cpu = ", ".join(CPU_FORMATS)
+    try:
+        import torch_tensorrt
+    except Exception as err:  # a bare Exception when the TensorRT libraries are missing
+        raise ExportError(
+            f"format 'tensorrt' needs CUDA and Torch-TensorRT (pip install 'eelsprint[tensorrt]'), "
+            f"not available here ({_one_line(err)}); CPU formats: {cpu}"
+        ) from None
+    if not torch.cuda.is_available():
+        raise ExportError(f"format 'tensorrt' needs a CUDA GPU and none is visible here; CPU formats: {cpu}")
+    return torch_tensorrt
+
+
+def _dynamic(max_batch: int) -> dict[str, dict[int, Any]]:
+    return {"x": {0: torch.export.Dim("batch", min=1, max=max_batch)}}
+
+
+def _write_tensorrt(
+    model: RealtimeModel, probe: torch.Tensor, path: Path, precision: str, batch: tuple[int, int, int]
+) -> None:
+    trt = _tensorrt()
+    import inspect
+
+    net = (CastModel(model, torch.float16) if precision == "fp16" else model).cuda().eval()
+    example = probe[: batch[1]].cuda() if len(probe) >= batch[1] else probe.cuda()
+    program = torch.export.export(net, (example,), dynamic_shapes=_dynamic(batch[2]))
+    n_channels = probe.shape[1]
+    inputs = [
+        trt.Input(
+            min_shape=(batch[0], n_channels),
+            opt_shape=(batch[1], n_channels),
+            max_shape=(batch[2], n_channels),
+            dtype=torch.float32,
+        )
+    ]
+    options: dict[str, Any] = {"min_block_size": 1}
+    if "use_explicit_typing" in inspect.signature(trt.dynamo.compile).parameters:
+        options["use_explicit_typing"] = True  # the weights' dtype decides (FP16 copy or FP32)
+    else:
+        options["enabled_precisions"] = {torch.float16 if precision == "fp16" else torch.float32}
+    compiled = trt.dynamo.compile(program, inputs=inputs, **options)
+    try:
+        trt.save(compiled, str(path), output_format="exported_program", arg_inputs=[example])
+    except TypeError:  # torch-tensorrt < 2.6 names it `inputs`
+        trt.save(compiled, str(path), output_format="exported_program", inputs=[example])
+
+
+def _write(
+    model: RealtimeModel, probe: torch.Tensor, tmp: Path, fmt: str, precision: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the artefact of ``fmt`` into ``tmp``; return extra metadata."""
+    path = tmp / _FILES[fmt]
+    extra: dict[str, Any] = {}
+    with _quiet_exporters(), torch.no_grad():
+        if fmt == "pt2":
+            program = torch.export.export(model, (probe,), dynamic_shapes=_dynamic(options["max_batch"]))
+            torch.export.save(program, str(path))
+            extra["aoti"] = False
+            if options["aot"]:
+                try:
+                    from torch._inductor import aoti_compile_and_package
+
+                    aoti_compile_and_package(program, package_path=str(tmp / AOTI_FILE))
+                    extra["aoti"] = True
+                except Exception as err:  # no C++ compiler, unsupported platform, ...
+                    extra["aoti_error"] = _one_line(err)
+        elif fmt == "onnx":
+            torch.onnx.export(
+                model,
+                (probe,),
+                str(path),
+                dynamo=True,
+                verbose=False,
+                input_names=["spectra"],
+                output_names=list(OUTPUTS),
+                dynamic_shapes=_dynamic(options["max_batch"]),
+                external_data=False,  # one self-contained file (the weights are ~120 kB)
+            )
+        elif fmt == "torchscript":
+            traced = torch.jit.freeze(torch.jit.trace(model, probe).eval())
+            torch.jit.save(traced, str(path))
+        else:
+            _write_tensorrt(model, probe, path, precision, options["batch"])
+    return extra
+
+
+@dataclass
+class ExportedModel:
+    """A loaded, checked artefact: call it on spectra like the PyTorch model.
+
+    Attributes
+    ----------
+    fmt : str
+        ``"pt2"``, ``"onnx"``, ``"torchscript"`` or ``"tensorrt"``.
+    meta : dict
+        Contents of ``export.json``.
+    runner : callable
+        Float32 CPU tensor ``(b, n_channels)`` -> tuple of CPU tensors (:data:`OUTPUTS`).
+    max_diff : dict of str to float
+        Largest absolute difference from the reference per output on the probe.
+    """
+
+    fmt: str
+    meta: dict[str, Any]
+    runner: Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+    max_diff: dict[str, float]
+
+    @property
+    def classes(self) -> np.ndarray:
+        """Library labels, the order of the ``proba`` columns."""
+        return np.array(self.meta["classes"])
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One batch ``(b, n_channels)`` -> the outputs in :data:`OUTPUTS` order."""
+        return self.runner(x)
+
+    def predict(self, x: Any, chunk: int = 512) -> dict[str, np.ndarray]:
+        """All outputs by name for spectra ``x`` of shape ``(N, n_channels)`` on the model's axis."""
+        out = run_chunks(self.runner, torch.as_tensor(np.asarray(x), dtype=torch.float32), chunk)
+        return {name: t.numpy() for name, t in zip(OUTPUTS, out, strict=True)}
+
+
+def _runner(directory: Path, meta: dict[str, Any]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    fmt = meta["format"]
+    path = directory / _FILES[fmt]
+    with _quiet_exporters():
+        if fmt == "pt2" and meta.get("aoti"):
+            from torch._inductor import aoti_load_package
+
+            compiled = aoti_load_package(str(directory / AOTI_FILE))
+            return lambda x: tuple(compiled(x))
+        if fmt == "pt2":
+            module = torch.export.load(str(path)).module()
+            return lambda x: tuple(module(x))
+        if fmt == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = physical_cores()
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            return lambda x: tuple(torch.from_numpy(a) for a in session.run(None, {"spectra": x.numpy()}))
+        if fmt == "torchscript":
+            scripted = torch.jit.load(str(path), map_location="cpu")
+            return lambda x: tuple(scripted(x))
+    _tensorrt()  # registers TensorRT's runtime ops
+    program = torch.export.load(str(path)).module()
+    return lambda x: tuple(t.float().cpu() for t in program(x.cuda()))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check(directory: Path, meta: dict[str, Any]) -> ExportedModel:
+    """Load the runner, run it on the probe and compare with the stored reference outputs."""
+    try:
+        stored = safetensors.torch.load_file(str(directory / PROBE))
+        runner = _runner(directory, meta)
+        with torch.inference_mode():
+            outputs = runner(stored["probe"])
+    except ExportError:
+        raise
+    except Exception as err:  # unreadable or incompatible artefact
+        raise ExportError(
+            f"{directory}: cannot load or run the {meta['format']} artefact ({_one_line(err)})"
+        ) from None
+    atol, rtol = meta["tolerance"]["atol"], meta["tolerance"]["rtol"]
+    diffs = {}
+    for name, out in zip(OUTPUTS, outputs, strict=True):
+        ref = stored[f"ref.{name}"]
+        diff = (out.float() - ref).abs()
+        diffs[name] = float(diff.max())
+        if out.shape != ref.shape or not bool((diff <= atol + rtol * ref.abs()).all()):
+            raise ExportError(
+                f"{directory}: the {meta['format']} artefact's '{name}' differs from the PyTorch model "
+                f"on the probe batch (max |diff| {diffs[name]:.3g}, tolerance {atol:g} + {rtol:g}*|ref|); "
+                "refusing to run it"
+            )
+    return ExportedModel(meta["format"], meta, runner, diffs)
+
+
+def export(
+    model: FingerprintClassifier | str | Path,
+    fmt: str,
+    out: str | Path,
+    *,
+    precision: str = "fp32",
+    aot: bool = True,
+    batch: tuple[int, int, int] = (1, 512, 4096),
+) -> ExportedModel:
+    """Export the real-time graph of a fitted model and check it on a probe batch.
+
+    Parameters
+    ----------
+    model : FingerprintClassifier or path
+        A fitted classifier with a distilled head, or its model directory.
+    fmt : {"pt2", "onnx", "torchscript", "tensorrt"}
+    out : path
+        Directory to write (replaced atomically if it exists).
+    precision : {"fp32", "fp16"}
+        ``"fp16"`` only for ``tensorrt``.
+    aot : bool
+        ``pt2`` only: also compile with AOTInductor (tens of seconds).
+    batch : (int, int, int)
+        Dynamic batch range (min, opt, max); ``opt`` is TensorRT's tuning point.
+
+    Returns
+    -------
+    ExportedModel
+        The written artefact, loaded and checked.
+
+    Raises
+    ------
+    ExportError
+        Unknown format or precision, a format unavailable here (``tensorrt`` without
+        CUDA/TensorRT), an export failure, or outputs outside the tolerance.
+
+    Examples
+    --------
+    >>> exported = export("model", "onnx", "model-onnx")  # doctest: +SKIP
+    >>> exported.predict(spectra)["proba"].shape  # doctest: +SKIP
+    (570, 4)
+    """
+    from eelsprint.classify import FingerprintClassifier
+
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if precision not in TOLERANCES or (precision == "fp16" and fmt != "tensorrt"):
+        raise ExportError(
+            f"precision {precision!r} is not available for {fmt}; use fp32 (fp16: tensorrt only)"
+        )
+    if not batch[0] <= batch[1] <= batch[2]:
+        raise ExportError(f"batch must be (min, opt, max) with min <= opt <= max, got {batch}")
+    if fmt == "tensorrt":
+        _tensorrt()
+    clf = (
+        model
+        if isinstance(model, FingerprintClassifier)
+        else FingerprintClassifier.load(model, progress=False)
+    )
+    net = cast(RealtimeModel, realtime_model(clf))
+    probe = probe_batch(clf)
+    with torch.inference_mode():
+        reference = net(probe)
+    atol, rtol = TOLERANCES[precision]
+    out = Path(out)
+    try:
+        with atomic_directory(out) as tmp:
+            extra = _write(
+                net, probe, tmp, fmt, precision, {"aot": aot, "max_batch": batch[2], "batch": batch}
+            )
+            tensors = {
+                "probe": probe,
+                **{f"ref.{k}": v.contiguous() for k, v in zip(OUTPUTS, reference, strict=True)},
+            }
+            safetensors.torch.save_file(tensors, str(tmp / PROBE))
+            files = sorted(p.name for p in tmp.iterdir())
+            meta = {
+                "format": fmt,
+                "precision": precision,
+                "tolerance": {"atol": atol, "rtol": rtol},
+                "outputs": list(OUTPUTS),
+                "input": {"name": "spectra", "n_channels": int(probe.shape[1]), "dtype": "float32"},
+                "batch": {"min": batch[0], "opt": batch[1], "max": batch[2]},
+                "classes": [str(c) for c in clf.classes_],
+                "energy": [float(e) for e in clf.energy_],
+                "torch_version": torch.__version__,
+                "sha256": {name: _sha256(tmp / name) for name in files},
+                **extra,
+            }
+            (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            exported = _check(tmp, meta)
+    except ExportError:
+        raise
+    except Exception as err:  # exporters fail in many ways
+        raise ExportError(f"{fmt} export failed ({_one_line(err)})") from None
+    return ExportedModel(exported.fmt, exported.meta, _runner(out, meta), exported.max_diff)
+
+
+def load_exported(path: str | Path) -> ExportedModel:
+    """Load an artefact written by :func:`export`, verify its files and check its outputs.
+
+    Parameters
+    ----------
+    path : path
+        The artefact directory.
+
+    Returns
+    -------
+    ExportedModel
+
+    Raises
+    ------
+    ExportError
+        Missing or foreign directory, a file modified or truncated (checksum), an
+        artefact that cannot run here (e.g. ``tensorrt`` without CUDA), or outputs on
+        the probe batch outside the stated tolerance of the PyTorch model's.
+    """
+    directory = Path(path)
+    try:
+        meta = json.loads((directory / META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExportError(
+            f"{directory}: not an eelsprint export (no readable {META}: {_one_line(err)})"
+        ) from None
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") not in FORMATS
+        or not isinstance(meta.get("sha256"), dict)
+    ):
+        raise ExportError(f"{directory}: {META} does not describe an eelsprint export")
+    for name, digest in meta["sha256"].items():
+        file = directory / Path(name).name
+        if not file.is_file() or _sha256(file) != digest:
+            raise ExportError(f"{directory}: {name} is missing, modified or truncated (checksum mismatch)")
+    return _check(directory, meta)

@@ -1,0 +1,120 @@
+"""The estimator on the simulator's data: accuracy, calibration, OOD, noise-aware variance, persistence."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eelsprint import FingerprintClassifier
+from eelsprint.baselines import nearest_fingerprint
+from eelsprint.exceptions import InputDataError, NotFittedError
+from eelsprint.io import Spectra
+from eelsprint.metrics import accuracy, expected_calibration_error, ood_auroc
+from eelsprint.simulate import SimulatedSeries, simulate_series
+
+
+@pytest.fixture(scope="module")
+def held_out() -> SimulatedSeries:
+    """A fresh series (other seed: other maps and noise) from the same experiment."""
+    return simulate_series(n_frames=3, seed=11)
+
+
+@pytest.fixture(scope="module")
+def result(fitted: FingerprintClassifier, held_out: SimulatedSeries):
+    return fitted.classify(held_out.spectra)
+
+
+def test_beats_nearest_fingerprint_and_is_calibrated(result, held_out: SimulatedSeries) -> None:
+    proba = result["proba"].values.reshape(-1, 4)
+    y = held_out.labels.reshape(-1)
+    keep = y >= 0
+    baseline = nearest_fingerprint(held_out.spectra.flat(), held_out.library)
+    acc_baseline = float((baseline[keep] == y[keep]).mean())
+    acc = accuracy(proba, y)
+    assert acc > acc_baseline, (acc, acc_baseline)
+    assert acc > 0.9
+    assert expected_calibration_error(proba, y) < 0.05
+
+
+def test_out_of_library_pixels_get_higher_epistemic_uncertainty(result, held_out: SimulatedSeries) -> None:
+    auroc = ood_auroc(result["epistemic"].values.reshape(-1), held_out.labels.reshape(-1))
+    assert auroc > 0.85
+
+
+def test_result_layout(result, fitted: FingerprintClassifier) -> None:
+    assert result["proba"].dims == ("frame", "y", "x", "class")
+    assert result["latent_var"].shape == (3, 19, 30, fitted.config_.model.latent_dim)
+    assert list(result["class"].values) == ["F50", "F25", "F12.5", "F0"]
+    np.testing.assert_allclose(result["proba"].sum("class"), 1.0, atol=1e-5)
+    np.testing.assert_allclose(result["entropy"], result["aleatoric"] + result["epistemic"], atol=1e-5)
+    share = result["encoder_share"].values
+    assert np.all((share >= 0) & (share <= 1))
+
+
+def test_raw_encoder_variance_grows_with_noise(
+    fitted: FingerprintClassifier, series: SimulatedSeries
+) -> None:
+    """Extra noise of 0, 0.2, 0.4, 0.8 (the data's own is ~0.15 at the window's start): the median total
+    latent variance rises at every step and by > 15 % overall, and stays above the squared error."""
+    clean = series.clean.reshape(-1, 240)[:400]
+    rng = np.random.default_rng(0)
+    with torch.no_grad():
+        target, _ = fitted.vae_.encoder(torch.as_tensor(clean, dtype=torch.float32))
+    medians = []
+    for sd in (0.0, 0.2, 0.4, 0.8):
+        mu, var = fitted.encode(clean + rng.normal(0, sd, clean.shape))
+        medians.append(float(np.median(var.sum(-1))))
+        assert medians[-1] > float(np.median(((mu - target.numpy()) ** 2).sum(-1)))
+    assert all(b > a for a, b in itertools.pairwise(medians)), medians
+    assert medians[-1] > 1.15 * medians[0], medians
+
+
+def test_predict_is_argmax_of_predict_proba(fitted: FingerprintClassifier, held_out: SimulatedSeries) -> None:
+    x = held_out.spectra.flat()[:200]
+    proba = fitted.predict_proba(x)
+    assert proba.shape == (200, 4)
+    np.testing.assert_array_equal(fitted.predict(x), fitted.classes_[proba.argmax(-1)])
+
+
+def test_accepts_hyperspy_signal_and_keeps_its_grid(fitted: FingerprintClassifier) -> None:
+    import hyperspy.api as hs
+
+    s = simulate_series(n_frames=1, shape=(4, 5), seed=2).spectra
+    signal = hs.signals.Signal1D(s.data[0])
+    axis = signal.axes_manager.signal_axes[0]
+    axis.offset, axis.scale, axis.units = 677.0, 0.25, "eV"
+    proba = fitted.predict_proba(signal)
+    assert proba.shape == (4, 5, 4)
+    np.testing.assert_allclose(proba, fitted.predict_proba(s.data[0]), atol=1e-6)
+
+
+def test_save_load_round_trip(
+    fitted: FingerprintClassifier, fitted_dir: Path, held_out: SimulatedSeries
+) -> None:
+    loaded = FingerprintClassifier.load(fitted_dir, progress=False)
+    x = held_out.spectra.flat()[:300]
+    np.testing.assert_allclose(loaded.predict_proba(x), fitted.predict_proba(x), atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict_proba(x, mode="exact"), fitted.predict_proba(x, mode="exact"), atol=1e-6
+    )
+    assert loaded.diagnostics_["active_dims"] == fitted.diagnostics_["active_dims"]
+
+
+def test_not_fitted_and_wrong_axis(fitted: FingerprintClassifier) -> None:
+    with pytest.raises(NotFittedError, match="not fitted"):
+        FingerprintClassifier().predict(np.zeros((2, 240)))
+    far = Spectra(np.zeros((2, 240)), np.arange(240) * 0.25 + 900.0, "far.msa")
+    with pytest.raises(
+        InputDataError, match="far.msa: data cover 900-959.75 eV but the model needs 677-736.75"
+    ):
+        fitted.predict(far)
+    with pytest.raises(InputDataError, match="without its energy axis"):
+        fitted.predict(np.zeros((2, 100)))
+
+
+def test_training_learned_a_used_latent(fitted: FingerprintClassifier) -> None:
+    d = fitted.diagnostics_
+    assert d["active_dims"] >= 4, d
+    assert d["kl_total"] > 8.0, d

@@ -1,0 +1,61 @@
+from pathlib import Path
+
+import pytest
+
+from eelsprint.config import Config, PreprocessConfig, TrainConfig
+from eelsprint.exceptions import ConfigError
+
+
+def test_defaults_run_no_preprocessing_step() -> None:
+    cfg = Config()
+    assert cfg.preprocess.window is None
+    assert cfg.preprocess.background_window is None
+    assert cfg.preprocess.normalise == "none"
+    assert cfg.preprocess.pca_components == 10
+
+
+def test_toml_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.toml"
+    path.write_text(
+        "[preprocess]\nwindow = [680.0, 730.0]\nbackground_window = [660.0, 675.0]\n"
+        "normalise = 'area'\n[train]\nepochs = 7\nseed = 3\n[model]\nlatent_dim = 4\n"
+    )
+    cfg = Config.from_toml(path)
+    assert cfg.preprocess.window == (680.0, 730.0)
+    assert cfg.preprocess.normalise == "area"
+    assert cfg.train.epochs == 7 and cfg.train.seed == 3
+    assert cfg.model.latent_dim == 4
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[preprocess]\nwindow = [730.0, 680.0]\n", "low < high"),
+        ("[preprocess]\nnormalise = 'edge'\n", "normalise_window"),
+        ("[train]\nepochs = 0\n", "epochs"),
+        ("[train]\nlearning = 1\n", "unknown key"),
+        ("[nonsense]\nx = 1\n", "unknown section"),
+        ("[inference]\nmode = 'slow'\n", "mode"),
+        ("this is = = not toml", "not a valid TOML"),
+    ],
+)
+def test_bad_config_names_file_and_problem(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        Config.from_toml(path)
+    assert "bad.toml" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        Config.from_toml(tmp_path / "absent.toml")
+
+
+def test_dataclasses_validate_themselves() -> None:
+    with pytest.raises(ConfigError, match="rebin"):
+        PreprocessConfig(rebin=0)
+    with pytest.raises(ConfigError, match="lr"):
+        TrainConfig(lr=0.0)

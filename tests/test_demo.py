@@ -1,0 +1,64 @@
+"""`eelsprint demo` end to end with a short schedule, and the maps it draws."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eelsprint import cli
+from eelsprint.io import read_dataset
+from eelsprint.maps import plot_maps, to_hyperspy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("demo") / "out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["eelsprint", "demo", "--out", str(out), "--frames", "2", "--epochs", "15"])
+        with pytest.raises(SystemExit) as exc:
+            cli.main()
+    assert exc.value.code in (0, None)
+    return out, (out / "summary.json").read_text()
+
+
+def test_demo_writes_everything_and_scores_itself(
+    demo_out: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, text = demo_out
+    for name in (
+        "model/weights.safetensors",
+        "series.nc",
+        "maps.png",
+        "series.npz",
+        "truth.npz",
+        "library.npz",
+    ):
+        assert (out / name).is_file(), name
+    summary = json.loads(text)
+    m = summary["eelsprint"]
+    assert summary["pixels"] == 2 * 19 * 30
+    assert 0.8 < m["accuracy"] <= 1.0
+    assert 0.0 <= m["ece"] < 0.1
+    assert m["ood_auroc_epistemic"] > 0.8
+    assert (out / "maps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_outputs_round_trip_through_classify(demo_out: tuple[Path, str]) -> None:
+    out, _ = demo_out
+    ds = read_dataset(out / "series.nc")
+    assert ds["label"].dims == ("frame", "y", "x")
+    truth = np.load(out / "truth.npz")["label"]
+    assert truth.shape == ds["label"].shape
+    signal = to_hyperspy(ds.isel(frame=0), "epistemic")
+    assert signal.data.shape == (19, 30)
+    np.testing.assert_allclose(signal.data, ds["epistemic"].values[0])
+    png = plot_maps(ds, out / "again.png", truth=truth)
+    assert png.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="class/latent axis"):
+        to_hyperspy(ds, "proba")

@@ -1,0 +1,61 @@
+"""Evaluation scripts run with tiny arguments (like pyro's tests/test_examples.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+from eelsprint import FingerprintClassifier
+
+EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EVALUATION / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_fit_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "fit.json"
+    result = load("bench_fit").main(["--frames", "1", "--epochs", "1", "--repeats", "1", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved == result
+    assert saved["spectra"] == 570 and saved["channels"] == 240
+    assert (
+        saved["fit_s"] > 0
+        and saved["classify_fast_spectra_per_s"] > 0
+        and saved["classify_exact_spectra_per_s"] > 0
+    )
+
+
+def test_train_default_model_smoke(tmp_path: Path) -> None:
+    path = load("train_default_model").main(["--out", str(tmp_path / "m"), "--frames", "1", "--epochs", "1"])
+    clf = FingerprintClassifier.load(path, progress=False)
+    assert list(clf.classes_) == ["F50", "F25", "F12.5", "F0"]
+
+
+def test_seed_study_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "seeds.json"
+    result = load("seed_study").main(
+        ["--seeds", "0", "1", "--frames", "1", "--epochs", "1", "--json", str(out)]
+    )
+    assert set(result["per_seed"]) == {0, 1}
+    mean, sd = result["mean_sd"]["accuracy"]
+    assert 0.0 <= mean <= 1.0 and sd >= 0.0
+    assert json.loads(out.read_text())["test_series_seed"] == 11
+
+
+def test_auroc_is_nan_when_undefined() -> None:
+    import numpy as np
+
+    from eelsprint.metrics import error_auroc, ood_auroc
+
+    assert np.isnan(ood_auroc(np.array([0.1, 0.2]), np.array([0, 1])))
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    assert np.isnan(error_auroc(np.array([0.1, 0.2]), proba, np.array([0, 1])))
+    assert ood_auroc(np.array([0.1, 0.9]), np.array([0, -1])) == 1.0

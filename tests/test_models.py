@@ -1,0 +1,33 @@
+import pyro
+import pytest
+import torch
+
+from eelsprint.config import ModelConfig
+from eelsprint.models.vae import ConvDecoder, ConvEncoder, SpectrumVAE, gaussian_kl
+
+
+@pytest.mark.parametrize("n_channels", [240, 239, 100, 64])
+def test_decoder_mirrors_encoder_length(n_channels: int) -> None:
+    cfg = ModelConfig()
+    loc, scale = ConvEncoder(n_channels, cfg)(torch.randn(3, n_channels))
+    assert loc.shape == scale.shape == (3, cfg.latent_dim)
+    assert torch.all(scale > 0)
+    assert ConvDecoder(n_channels, cfg)(loc).shape == (3, n_channels)
+
+
+def test_model_and_guide_sites_have_matching_shapes() -> None:
+    vae = SpectrumVAE(240, ModelConfig(latent_dim=5))
+    x = torch.randn(7, 240)
+    guide = pyro.poutine.trace(vae.guide).get_trace(x)
+    model = pyro.poutine.trace(pyro.poutine.replay(vae.model, trace=guide)).get_trace(x)
+    assert guide.nodes["z"]["value"].shape == (7, 5)
+    assert model.nodes["x"]["fn"].event_shape == (240,)
+    assert model.nodes["x"]["is_observed"]
+    assert model.nodes["z"]["fn"].batch_shape == (7,)
+
+
+def test_gaussian_kl_matches_torch() -> None:
+    q = torch.distributions.Normal(torch.tensor([0.3, -1.0]), torch.tensor([0.5, 2.0]))
+    p = torch.distributions.Normal(torch.tensor([0.0, 0.5]), torch.tensor([1.0, 0.7]))
+    expected = torch.distributions.kl_divergence(q, p)
+    torch.testing.assert_close(gaussian_kl(q.loc, q.scale, p.loc, p.scale), expected)

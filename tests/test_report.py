@@ -1,0 +1,433 @@
+"""Tests of the evaluation report: metrics, figures, posterior draws, CLI, evaluation scripts."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import json
+import math
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from eelsprint import Config, FingerprintClassifier
+from eelsprint.cli import app
+from eelsprint.exceptions import ConfigError, InputDataError
+from eelsprint.io import Spectra
+from eelsprint.metrics import confusion, macro_f1, reliability_curve, selective_area, selective_curve
+from eelsprint.report import ReportConfig, build_report, frames_of, read_truth, write_report
+from eelsprint.scoring import TRUTH_KEYS
+from eelsprint.simulate import SimulatedSeries, simulate_series
+
+EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
+SMALL = ReportConfig(n_draws=20, n_bootstrap=50, tsne_points=150)
+REQUIRED = (*TRUTH_KEYS, "silhouette_vae", "silhouette_pca")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def written(
+    fitted: FingerprintClassifier, series: SimulatedSeries, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A report with ground truth on the 3-frame series, written to a folder."""
+    report = build_report(fitted, [series.spectra], ["series"], series.labels, config=SMALL)
+    out = tmp_path_factory.mktemp("report")
+    write_report(report, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def metrics(written: Path) -> dict[str, Any]:
+    return json.loads((written / "metrics.json").read_text())
+
+
+def _load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"evaluation_{name}", EVALUATION / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.sources.append(dict(attrs).get("src") or "")
+
+
+def _decoded_images(html: str) -> list[Image.Image]:
+    parser = _Images()
+    parser.feed(html)
+    images = []
+    for src in parser.sources:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix), src[:40]
+        png = base64.b64decode(src[len(prefix) :], validate=True)
+        assert png.startswith(PNG_SIGNATURE)
+        image = Image.open(io.BytesIO(png))
+        image.load()
+        images.append(image)
+    return images
+
+
+# -- metrics.json ------------------------------------------------------------------------------
+
+
+def test_metrics_json_has_every_key(metrics: dict[str, Any]) -> None:
+    for key in REQUIRED:
+        assert metrics[key] is not None, key
+    assert set(metrics["baselines"]) == {
+        "nearest_fingerprint",
+        "pca_nearest_fingerprint",
+        "peak_ratio",
+        "pca_gp",
+    }
+    for name, row in metrics["baselines"].items():
+        for key in REQUIRED:
+            assert row[key] is not None, (name, key)
+    assert len(metrics["silhouette_vae"]) == len(metrics["silhouette_pca"]) == 3
+    for key in TRUTH_KEYS:
+        value = metrics[key]
+        assert isinstance(value, float) and math.isfinite(value)
+    assert 0.0 <= metrics["ece"] <= 1.0 and 0.0 <= metrics["brier"] <= 2.0
+    for extra in (
+        "confusion_matrix",
+        "selective_area",
+        "error_auroc_by_term",
+        "ood_auroc_by_term",
+        "recalibration",
+        "ablations",
+        "class_fractions",
+        "share_above_threshold",
+        "posterior_predictive",
+    ):
+        assert extra in metrics, extra
+
+
+def test_metrics_numbers_mean_something(metrics: dict[str, Any]) -> None:
+    """Quick test model on its own series: accuracy about 0.97, OOD AUROC (epistemic) about 0.88."""
+    assert metrics["accuracy"] > 0.93 and metrics["macro_f1"] > 0.9
+    assert metrics["ood_auroc"] > 0.75 and metrics["error_auroc"] > 0.8
+    matrix = np.array(metrics["confusion_matrix"])
+    assert matrix.shape == (5, 4) and matrix.sum() == metrics["n_pixels"]
+    assert np.trace(matrix[:4]) / matrix[:4].sum() == pytest.approx(metrics["accuracy"])
+    assert set(metrics["error_auroc_by_term"]) >= {"entropy", "aleatoric", "epistemic", "var_from_encoder"}
+    assert metrics["selective_area"] >= metrics["accuracy"]  # rejecting uncertain pixels first helps
+    # one-hot baselines pay the clipped NLL for every error
+    nearest = metrics["baselines"]["nearest_fingerprint"]
+    assert nearest["nll"] == pytest.approx((1 - nearest["accuracy"]) * -math.log(1e-12), rel=1e-6)
+    assert nearest["error_auroc"] == pytest.approx(0.5)  # constant entropy ranks nothing
+
+
+def test_temperature_scaling_is_reported(metrics: dict[str, Any]) -> None:
+    rec = metrics["recalibration"]
+    assert rec["n_fit"] + rec["n_held_out"] == int((np.array(metrics["confusion_matrix"])[:4]).sum())
+    assert rec["after"]["nll"] < rec["before"]["nll"]
+    assert rec["temperature"] > 0
+
+
+def test_class_fractions_have_credible_intervals(metrics: dict[str, Any]) -> None:
+    assert metrics["hdi_prob"] == pytest.approx(0.94)
+    for frame, fractions in metrics["class_fractions"].items():
+        assert sum(f["mean"] for f in fractions.values()) == pytest.approx(1.0, abs=1e-9), frame
+        for f in fractions.values():
+            assert 0.0 <= f["low"] <= f["mean"] + 1e-9 and f["mean"] - 1e-9 <= f["high"] <= 1.0
+    assert all(0.0 <= s <= 1.0 for s in metrics["share_above_threshold"])
+
+
+# -- report.html and posterior.nc --------------------------------------------------------------
+
+
+def test_every_embedded_image_decodes(written: Path) -> None:
+    html = (written / "report.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and "http://" not in html and "https://" not in html
+    images = _decoded_images(html)
+    assert (
+        len(images) >= 12
+    )  # maps (2), fractions, uncertainty, confusion, reliability, selective, latent (3), ...
+    for image in images:
+        assert image.format == "PNG" and image.size[0] > 0 and image.size[1] > 0
+    for section in (
+        "Summary",
+        "Calibration",
+        "Uncertainty quality",
+        "Latent space",
+        "Posterior-predictive check",
+    ):
+        assert f">{section}</h2>" in html
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs headless chromium (apt-get install chromium)"
+)
+def test_report_renders_in_a_headless_browser(written: Path, tmp_path: Path) -> None:
+    """Chromium screenshot of the top of the page: not blank, and the colour figures are drawn.
+
+    Seen: 13 % of the pixels not white, 6 % saturated (class maps, curves).
+    """
+    shot = tmp_path / "shot.png"
+    command = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1200,4000",
+        f"--screenshot={shot}",
+        (written / "report.html").as_uri(),
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    grey = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    saturation = np.asarray(Image.open(shot).convert("HSV"), dtype=float)[..., 1]
+    assert grey.shape == (4000, 1200)
+    assert (grey < 250).mean() > 0.06
+    assert (saturation > 80).mean() > 0.03
+
+
+def test_report_table_lists_every_method(written: Path, metrics: dict[str, Any]) -> None:
+    html = (written / "report.html").read_text(encoding="utf-8")
+    for name in ("eelsprint", *metrics["baselines"], "latent_mean_only"):
+        assert f"<td>{name}" in html or f"<td>eelsprint: {name}" in html, name
+
+
+def test_posterior_draws_are_inference_data(written: Path, series: SimulatedSeries) -> None:
+    idata = az.from_netcdf(written / "posterior.nc", engine="h5netcdf")
+    proba = idata["posterior_predictive"]["proba"]
+    assert proba.shape == (1, SMALL.n_draws, series.labels.size, 4)
+    np.testing.assert_allclose(proba.sum("class").values, 1.0, atol=1e-5)
+    fraction = idata["posterior_predictive"]["fraction"]
+    assert fraction.sizes["frame"] == 3
+    assert az.hdi(fraction, hdi_prob=0.9)["fraction"].shape == (3, 4, 2)
+    np.testing.assert_array_equal(np.bincount(idata["constant_data"]["frame_index"].values), [570, 570, 570])
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def test_frames_of_series_and_single_scans() -> None:
+    energy = np.arange(20.0)
+    series = Spectra(np.zeros((3, 4, 5, 20)), energy, "s.npz")
+    scan = Spectra(np.zeros((4, 5, 20)), energy, "scan.npz")
+    frames = frames_of([series, scan], ["s", "scan"])
+    assert [f.name for f in frames] == ["s[0]", "s[1]", "s[2]", "scan"]
+    assert [f.start for f in frames] == [0, 20, 40, 60] and frames[-1].stop == 80
+    by_rows = frames_of([series], ["s"], frames_axis=1)
+    assert len(by_rows) == 4 and by_rows[0].shape == (3, 5)
+    line = frames_of([Spectra(np.zeros((7, 20)), energy)], ["line"])[0]
+    assert line.map(np.arange(7)).shape == (1, 7)
+    with pytest.raises(InputDataError, match="frames axis 3 does not exist"):
+        frames_of([series], ["s"], frames_axis=3)
+
+
+def test_read_truth(tmp_path: Path) -> None:
+    classes = ["F50", "F25", "F0"]
+    path = tmp_path / "truth.npz"
+    np.savez(path, label=np.array([["F25", "F0"], ["other", "F50"]]))
+    np.testing.assert_array_equal(read_truth(path, classes, 4), [[1, 2], [-1, 0]])
+    with pytest.raises(InputDataError, match="has 4 entries but the data have 5 pixels"):
+        read_truth(path, classes, 5)
+    np.savez(path, label=np.array([0, 3]))
+    with pytest.raises(InputDataError, match="must be -1 or a class index 0..2"):
+        read_truth(path, classes, 2)
+    np.savez(path, labels=np.array([0, 1]))
+    with pytest.raises(InputDataError, match="no array 'label'"):
+        read_truth(path, classes, 2)
+    with pytest.raises(InputDataError, match="truth file not found"):
+        read_truth(tmp_path / "missing.npz", classes, 2)
+
+
+def test_too_few_pixels_is_a_clear_error(fitted: FingerprintClassifier, series: SimulatedSeries) -> None:
+    few = Spectra(series.spectra.data[0, 0, :5], series.spectra.energy, "five.npz")
+    with pytest.raises(InputDataError, match="five.npz: a report needs at least 10 spectra, got 5"):
+        build_report(fitted, [few])
+
+
+def test_report_config_validates() -> None:
+    with pytest.raises(ConfigError, match="threshold"):
+        ReportConfig(threshold=0)
+    with pytest.raises(ConfigError, match="hdi_prob"):
+        ReportConfig(hdi_prob=1.0)
+
+
+# -- metrics added for the report ----------------------------------------------------------------
+
+
+def test_report_metrics_on_known_cases() -> None:
+    labels = np.array([0, 1, 2, 2, -1])
+    perfect = np.eye(3)[[0, 1, 2, 2, 0]]
+    assert macro_f1(perfect, labels) == 1.0
+    np.testing.assert_array_equal(confusion(perfect, labels), [[1, 0, 0], [0, 1, 0], [0, 0, 2], [1, 0, 0]])
+    score = np.array([0.1, 0.9, 0.2, 0.3, 0.0])
+    wrong = np.eye(3)[[0, 0, 2, 2, 0]]  # pixel 1 wrong, and it is the most uncertain
+    coverage, acc = selective_curve(score, wrong, labels)
+    np.testing.assert_allclose(coverage, [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(acc, [1.0, 1.0, 1.0, 0.75])
+    assert selective_area(score, wrong, labels) == pytest.approx(3.75 / 4)
+
+
+def test_reliability_curve_of_calibrated_probabilities() -> None:
+    """Labels drawn from the probabilities themselves: every bin's band holds its confidence (5 bins)."""
+    rng = np.random.default_rng(1)
+    proba = rng.dirichlet([1.0, 1.0, 1.0], size=20000)
+    labels = (proba.cumsum(-1) < rng.random((20000, 1))).sum(-1)
+    curve = reliability_curve(proba, labels, n_bins=5, n_bootstrap=100, level=0.99, seed=0)
+    assert curve.count.sum() == 20000 and (curve.count > 3000).all()
+    assert ((curve.low <= curve.confidence + 0.01) & (curve.confidence - 0.01 <= curve.high)).all()
+    np.testing.assert_allclose(curve.accuracy, curve.confidence, atol=0.03)
+
+
+# -- command line and evaluation scripts ---------------------------------------------------------
+
+
+def test_cli_report_without_truth(fitted_dir: Path, series: SimulatedSeries, tmp_path: Path) -> None:
+    data = tmp_path / "frame0.npz"
+    np.savez(data, x=series.spectra.data[0], energy=series.spectra.energy)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            str(data),
+            "--model",
+            str(fitted_dir),
+            "--out",
+            str(out),
+            "--draws",
+            "10",
+            "--no-baselines",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "570 pixels in 1 frames" in result.output
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["has_truth"] is False and saved["accuracy"] is None and saved["baselines"] == {}
+    assert len(saved["silhouette_vae"]) == 1 and saved["silhouette_vae"][0] is not None
+    assert len(_decoded_images((out / "report.html").read_text(encoding="utf-8"))) >= 7
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "posterior.nc", "report.html"]
+
+
+def test_cli_report_bad_truth_is_one_line(fitted_dir: Path, series: SimulatedSeries, tmp_path: Path) -> None:
+    data = tmp_path / "frame0.npz"
+    np.savez(data, x=series.spectra.data[0, :4], energy=series.spectra.energy)
+    truth = tmp_path / "truth.npz"
+    np.savez(truth, label=np.zeros(7, int))
+    result = CliRunner().invoke(
+        app, ["report", str(data), "-m", str(fitted_dir), "-o", str(tmp_path / "r"), "--truth", str(truth)]
+    )
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InputDataError)
+    assert "has 7 entries but the data have 120 pixels" in str(result.exception)
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluation_report_script(fitted_dir: Path, tmp_path: Path) -> None:
+    args = [
+        "--model",
+        str(fitted_dir),
+        "--out",
+        str(tmp_path / "r"),
+        "--frames",
+        "1",
+        "--shape",
+        "8",
+        "10",
+        "--draws",
+        "10",
+        "--tsne-points",
+        "40",
+    ]
+    metrics = _load_script("report").main(args)
+    assert metrics["n_pixels"] == 80 and metrics["has_truth"] is True
+    assert (tmp_path / "r" / "report.html").is_file()
+
+
+def test_model_card_metrics_script(
+    fitted_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "card.json"
+    args = [
+        "--model",
+        str(fitted_dir),
+        "--seeds",
+        "1",
+        "2",
+        "--frames",
+        "1",
+        "--shape",
+        "8",
+        "10",
+        "--json",
+        str(out),
+    ]
+    result = _load_script("model_card_metrics").main(args)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    assert result["seeds"] == [1, 2] and len(result["per_seed"]) == 2
+    row = result["summary"]["eelsprint"]
+    assert 0.5 < row["accuracy"]["mean"] <= 1.0 and row["accuracy"]["sd"] is not None
+    assert set(result["summary"]) == {
+        "eelsprint",
+        "nearest_fingerprint",
+        "pca_nearest_fingerprint",
+        "peak_ratio",
+        "pca_gp",
+    }
+    printed = capsys.readouterr().out
+    assert "| eelsprint |" in printed and "±" in printed
+
+
+# -- the issue's acceptance test -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The default Config fitted on the simulator's default series (6 frames, seed 0), then reported."""
+    series = simulate_series(n_frames=6, seed=0)
+    clf = FingerprintClassifier(config=Config(), progress=False).fit(series.spectra, series.library)
+    report = build_report(
+        clf, [series.spectra], ["default"], series.labels, config=ReportConfig(tsne_points=300)
+    )
+    write_report(report, tmp_path_factory.mktemp("default-report"))
+    return report.metrics
+
+
+@pytest.mark.slow
+def test_eelsprint_beats_every_baseline(default_run: dict[str, Any]) -> None:
+    """Accuracy and NLL, eelsprint vs each baseline on the same 3,420 pixels.
+
+    Seen (default Config, 2 CPU cores): eelsprint accuracy 0.967, NLL 0.109; best baseline
+    pca_gp 0.959 / 0.319; nearest fingerprint 0.950 / 1.38; PCA + nearest fingerprint
+    0.950 / 1.39; peak ratio 0.618 / 10.6. Run with ``-s`` to print them.
+    """
+    m = default_run
+    for name, row in {"eelsprint": m, **m["ablations"], **m["baselines"]}.items():
+        print(f"{name}: accuracy {row['accuracy']:.4f}, NLL {row['nll']:.4f}, ECE {row['ece']:.4f}")
+    for name, row in m["baselines"].items():
+        assert m["accuracy"] > row["accuracy"], name
+        assert m["nll"] < row["nll"], name
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known model defect (see the issue 4 report): the raw encoder's variance tracks the VAE "
+    "posterior's width, which the GP already saw in its training latents; integrating over it again "
+    "makes eelsprint underconfident (ECE 0.030 vs 0.006 at the latent mean, fitted temperature 0.5)",
+)
+def test_encoder_variance_lowers_ece(default_run: dict[str, Any]) -> None:
+    """ECE of the full integration vs the same GP's predictive at the latent mean (no encoder variance)."""
+    assert default_run["ece"] < default_run["ablations"]["latent_mean_only"]["ece"]
