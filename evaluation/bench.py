@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> dict:
     with atomic_write(args.out / f"{args.name}.json") as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     load = ", ".join(f"{a:.1f}" for a in load_before)
+    cpus = result["machine"]["usable_cpus"]
+    shared = " (above the CPU count: other work shared the machine)" if max(load_before) > cpus else ""
     note = (
         f"# eelsprint bench: {args.name}\n\nCommand: `{command}`\n\n{table}\n\n"
-        f"1-, 5- and 15-minute load average before the run: {load} on "
-        f"{result['machine']['usable_cpus']} CPUs (above the CPU count: other work shared the machine).\n"
+        f"1-, 5- and 15-minute load average before the run: {load} on {cpus} CPUs{shared}.\n"
     )
     with atomic_write(args.out / f"{args.name}.md") as tmp:
         tmp.write_text(note, encoding="utf-8")
