@@ -128,7 +128,7 @@ def test_other_format_version_in_model_json(model_dir: Path) -> None:
     _rewrite_json(model_dir, "model.json", format_version=0)
     manifest = json.loads((model_dir / "manifest.json").read_text())
     meta = model_dir / "model.json"
-    manifest["files"]["model.json"] = {"sha256": store._sha256(meta), "size": meta.stat().st_size}
+    manifest["files"]["model.json"] = {"sha256": store.sha256_file(meta), "size": meta.stat().st_size}
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="written by eelsprint format 0, this is format 1"):
         store.load_model_dir(model_dir)

@@ -7,6 +7,12 @@ prints its message on one line and exits non-zero.
 from __future__ import annotations
 
 
+def first_line(err: BaseException) -> str:
+    """First non-empty line of an exception's message, or its type name: the reason in a one-line error."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 class EelsprintError(Exception):
     """Base class of every error eelsprint raises on purpose."""
 

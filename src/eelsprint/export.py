@@ -29,7 +29,6 @@ check before it puts the directory in place.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import warnings
@@ -45,6 +44,7 @@ import torch
 from eelsprint.exceptions import ExportError
 from eelsprint.infer import OUTPUTS, CastModel, RealtimeModel, physical_cores, realtime_model, run_chunks
 from eelsprint.io import atomic_directory
+from eelsprint.store import sha256_file
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
@@ -266,10 +266,6 @@ def _runner(directory: Path, meta: dict[str, Any]) -> Callable[[torch.Tensor], t
     return lambda x: tuple(t.float().cpu() for t in program(x.cuda()))
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check(directory: Path, meta: dict[str, Any]) -> ExportedModel:
     """Load the runner, run it on the probe and compare with the stored reference outputs."""
     try:
@@ -384,7 +380,7 @@ def export(
                 "classes": [str(c) for c in clf.classes_],
                 "energy": [float(e) for e in clf.energy_],
                 "torch_version": torch.__version__,
-                "sha256": {name: _sha256(tmp / name) for name in files},
+                "sha256": {name: sha256_file(tmp / name) for name in files},
                 **extra,
             }
             (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -430,6 +426,6 @@ def load_exported(path: str | Path) -> ExportedModel:
         raise ExportError(f"{directory}: {META} does not describe an eelsprint export")
     for name, digest in meta["sha256"].items():
         file = directory / Path(name).name
-        if not file.is_file() or _sha256(file) != digest:
+        if not file.is_file() or sha256_file(file) != digest:
             raise ExportError(f"{directory}: {name} is missing, modified or truncated (checksum mismatch)")
     return _check(directory, meta)

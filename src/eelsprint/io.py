@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eelsprint.atomic import atomic_directory, atomic_write
-from eelsprint.exceptions import InputDataError
+from eelsprint.exceptions import InputDataError, first_line
 from eelsprint.spectra import Library, Spectra, _as_float
 
 if TYPE_CHECKING:
@@ -52,12 +52,6 @@ HYPERSPY_SUFFIXES = (".hspy", ".hdf5", ".dm3", ".dm4", ".msa")
 MXENE_LABELS = ("F50", "F25", "F12.5", "F0")
 
 PathLike = str | os.PathLike[str]
-
-
-def _reason(err: BaseException) -> str:
-    """First non-empty line of an exception's message, or its type name."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 # --------------------------------------------------------------------------- HyperSpy
@@ -151,7 +145,7 @@ def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
     except InputDataError:
         raise
     except Exception as err:  # readers fail in many ways
-        raise InputDataError(f"{path}: cannot read .npz file ({_reason(err)})") from None
+        raise InputDataError(f"{path}: cannot read .npz file ({first_line(err)})") from None
 
 
 def spectra_from_array(x: Any, energy: Any, source: str = "<array>") -> Spectra:
@@ -253,7 +247,7 @@ def read_spectra(path: PathLike) -> Spectra:
     try:
         loaded = _hyperspy_load(path)
     except Exception as err:  # readers fail in many ways
-        raise InputDataError(f"{path}: cannot read file ({_reason(err)})") from None
+        raise InputDataError(f"{path}: cannot read file ({first_line(err)})") from None
     if isinstance(loaded, list):
         if len(loaded) != 1:
             raise InputDataError(f"{path}: file holds {len(loaded)} signals; expected exactly one")
@@ -294,7 +288,7 @@ def _read_library_csv(path: Path) -> Library:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise InputDataError(f"{path}: cannot read CSV file ({_reason(err)})") from None
+        raise InputDataError(f"{path}: cannot read CSV file ({first_line(err)})") from None
     if len(rows) < 3 or len(rows[0]) < 3:
         raise InputDataError(
             f"{path}: expected a header row (energy, label, label, ...) and at least two energy rows"
@@ -335,7 +329,7 @@ def read_mxene_library(directory: PathLike) -> Library:
         try:
             arrays[name] = np.load(file, allow_pickle=False)
         except Exception as err:  # readers fail in many ways
-            raise InputDataError(f"{file}: cannot read .npy file ({_reason(err)})") from None
+            raise InputDataError(f"{file}: cannot read .npy file ({first_line(err)})") from None
     codes = np.asarray(arrays["MXene_DFT_Labels"]).ravel()
     if codes.dtype.kind not in "iu" or codes.min(initial=0) < 0 or codes.max(initial=0) >= len(MXENE_LABELS):
         raise InputDataError(
@@ -420,4 +414,4 @@ def read_dataset(path: PathLike) -> xr.Dataset:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             return ds.load()
     except Exception as err:  # readers fail in many ways
-        raise InputDataError(f"{path}: cannot read NetCDF file ({_reason(err)})") from None
+        raise InputDataError(f"{path}: cannot read NetCDF file ({first_line(err)})") from None

@@ -25,7 +25,7 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from eelsprint.exceptions import ModelFileError
+from eelsprint.exceptions import ModelFileError, first_line
 from eelsprint.io import atomic_directory
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "META", "WEIGHTS", "load_model_dir", "save_model_dir"]
@@ -37,17 +37,13 @@ META = "model.json"
 MANIFEST = "manifest.json"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def _storable(name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -98,7 +94,7 @@ def save_model_dir(
             safetensors.torch.save_file(stored, str(tmp / WEIGHTS))
             (tmp / META).write_text(meta_text, encoding="utf-8")
             files = {
-                name: {"sha256": _sha256(tmp / name), "size": (tmp / name).stat().st_size}
+                name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
                 for name in (WEIGHTS, META)
             }
             manifest = {"format_version": FORMAT_VERSION, "files": files}
@@ -106,14 +102,14 @@ def save_model_dir(
                 json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
             )
     except OSError as err:
-        raise ModelFileError(f"{path}: cannot write model directory ({_one_line(err)})") from None
+        raise ModelFileError(f"{path}: cannot write model directory ({first_line(err)})") from None
 
 
 def _read_json(directory: Path, name: str) -> dict[str, Any]:
     try:
         data = json.loads((directory / name).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{directory}: {name} is unreadable ({_one_line(err)})") from None
+        raise ModelFileError(f"{directory}: {name} is unreadable ({first_line(err)})") from None
     if not isinstance(data, dict):
         raise ModelFileError(f"{directory}: {name} is unreadable (expected a JSON object)")
     return data
@@ -138,7 +134,7 @@ def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
         file = directory / name
         if not file.is_file():
             raise ModelFileError(f"{directory}: {name} is missing (listed in {MANIFEST})")
-        if file.stat().st_size != entry.get("size") or _sha256(file) != entry.get("sha256"):
+        if file.stat().st_size != entry.get("size") or sha256_file(file) != entry.get("sha256"):
             raise ModelFileError(f"{directory}: {name} was modified or truncated (checksum mismatch)")
 
 
@@ -178,5 +174,5 @@ def load_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor
     try:
         tensors = safetensors.torch.load_file(str(directory / WEIGHTS), device="cpu")
     except Exception as err:  # any failure: unreadable
-        raise ModelFileError(f"{directory}: {WEIGHTS} is unreadable ({_one_line(err)})") from None
+        raise ModelFileError(f"{directory}: {WEIGHTS} is unreadable ({first_line(err)})") from None
     return tensors, meta

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from eelsprint.exceptions import EelsprintError, InputDataError
+from eelsprint.exceptions import EelsprintError, InputDataError, first_line
 from eelsprint.io import HYPERSPY_SUFFIXES, read_spectra, write_dataset
 
 if TYPE_CHECKING:
@@ -84,11 +84,6 @@ def _candidates(directory: Path) -> list[tuple[Path, tuple[int, int]]]:
         if sig is not None and path.is_file():
             found.append((path, sig))
     return sorted(found, key=lambda item: (item[1][1], item[0].name))
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def _process(clf: FingerprintClassifier, path: Path, out: Path, mode: str | None) -> WatchEvent:
@@ -174,7 +169,7 @@ def watch(
             except Exception as err:  # bad files must not stop the acquisition
                 if _signature(path) != sig:  # still being written: try again once it settles
                     continue
-                reason = str(err) if isinstance(err, EelsprintError) else _one_line(err)
+                reason = str(err) if isinstance(err, EelsprintError) else first_line(err)
                 event = WatchEvent(path, "skipped", reason=reason.removeprefix(f"{path}: "))
             done[path] = sig
             yield event
