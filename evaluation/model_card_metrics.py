@@ -23,6 +23,7 @@ import numpy as np
 from eelsprint import FingerprintClassifier
 from eelsprint.baselines import run_baselines
 from eelsprint.io import atomic_write
+from eelsprint.recalibrate import latent_moments, scaled_proba
 from eelsprint.scoring import truth_scores
 from eelsprint.simulate import simulate_series
 
@@ -30,7 +31,11 @@ KEYS = ("accuracy", "macro_f1", "nll", "brier", "ece", "ood_auroc", "error_auroc
 
 
 def score_seed(clf: FingerprintClassifier, seed: int, frames: int, shape: tuple[int, int]) -> dict[str, Any]:
-    """Scores of eelsprint and of every baseline on a fresh simulated series."""
+    """Scores of eelsprint, of its two ablations and of every baseline on a fresh simulated series.
+
+    Ablations: the GP's predictive at the raw encoder's latent mean (encoder variance ignored) and
+    the plain softmax of the GP's mean there (no variance at all).
+    """
     series = simulate_series(frames, shape, seed=seed)
     x, y = series.spectra.flat(), series.labels.reshape(-1)
     ds = clf.classify(x)
@@ -38,6 +43,9 @@ def score_seed(clf: FingerprintClassifier, seed: int, frames: int, shape: tuple[
     rows = {
         "eelsprint": truth_scores(ds["proba"].values, y, terms, error_term="entropy", ood_term="epistemic")
     }
+    mean0, var0 = latent_moments(clf, x, encoder_variance=False)  # ablations: the same GP, no encoder var
+    rows["eelsprint_no_encoder_variance"] = truth_scores(scaled_proba(mean0, var0), y)
+    rows["eelsprint_plugin_softmax"] = truth_scores(scaled_proba(mean0, 0 * var0), y)
     cfg = clf.config_
     for name, proba in run_baselines(
         x,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from eelsprint.bench import BenchConfig, format_table, machine_info, run_bench
+from eelsprint.bench import BenchConfig, format_table, run_bench
 from eelsprint.exceptions import ConfigError
+from eelsprint.timing import machine_info
 from tests.test_cli import run_cli
 from tests.test_evaluation_scripts import load
 

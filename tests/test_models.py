@@ -4,6 +4,7 @@ import torch
 
 from eelsprint.config import ModelConfig
 from eelsprint.models.vae import ConvDecoder, ConvEncoder, SpectrumVAE, gaussian_kl
+from eelsprint.train import calibrate_scale
 
 
 @pytest.mark.parametrize("n_channels", [240, 239, 100, 64])
@@ -31,3 +32,20 @@ def test_gaussian_kl_matches_torch() -> None:
     p = torch.distributions.Normal(torch.tensor([0.0, 0.5]), torch.tensor([1.0, 0.7]))
     expected = torch.distributions.kl_divergence(q, p)
     torch.testing.assert_close(gaussian_kl(q.loc, q.scale, p.loc, p.scale), expected)
+
+
+def test_calibrate_scale_matches_the_held_out_error() -> None:
+    """Targets off the encoder's mean by 0.5 x its scale: factor 0.5, then mean z^2 = 1 (2,000 draws)."""
+    torch.manual_seed(0)
+    raw = ConvEncoder(64, ModelConfig(latent_dim=3)).eval()
+    x = torch.randn(2000, 64)
+    with torch.no_grad():
+        loc, scale = raw(x)
+    target = loc + 0.5 * scale * torch.randn_like(loc)
+    ratio = calibrate_scale(raw, x, target)
+    assert ratio == pytest.approx(0.25, rel=0.1)
+    torch.testing.assert_close(raw.scale_factor, torch.full((3,), 0.5), atol=0.03, rtol=0)
+    with torch.no_grad():
+        loc2, scale2 = raw(x)
+    torch.testing.assert_close(loc2, loc)
+    assert float(((target - loc2) / scale2).pow(2).mean()) == pytest.approx(1.0, abs=1e-4)

@@ -17,10 +17,7 @@ within :data:`REDUCED_PRECISION_BUDGET`. Timings exclude reading and preprocessi
 
 from __future__ import annotations
 
-import os
-import platform
 import resource
-import statistics
 import tempfile
 import time
 import warnings
@@ -36,8 +33,9 @@ from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
 from eelsprint.exceptions import ConfigError
 from eelsprint.export import CPU_FORMATS, export
-from eelsprint.infer import CHUNKS, RealtimeModel, physical_cores, realtime_model, torch_threads
+from eelsprint.infer import CHUNKS, RealtimeModel, realtime_model, torch_threads
 from eelsprint.metrics import accuracy, expected_calibration_error, ood_auroc
+from eelsprint.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gflops, throughput
 from eelsprint.uncertainty import predict_exact, predict_fast
 
 __all__ = [
@@ -52,7 +50,6 @@ __all__ = [
 FRAME = 570  # the paper's 19 x 30 scans
 #: Largest cost against the float32 head for a bf16/int8 head to count as "fast".
 REDUCED_PRECISION_BUDGET = {"mean_abs_dp": 0.005, "ece_delta": 0.005}
-ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8")
 Pipeline = Callable[[torch.Tensor], tuple[Any, Any]]  # chunk -> (proba or None, epistemic or None)
 
 
@@ -94,66 +91,6 @@ class BenchConfig:
             raise ConfigError(
                 f"unknown CPU format(s) {sorted(unknown)}; expected some of {', '.join(CPU_FORMATS)}"
             )
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, cores (logical, physical, usable), ISA flags from /proc/cpuinfo, versions."""
-    flags: set[str] = set()
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                flags |= set(value.split())
-            elif key.strip() == "model name":
-                model = value.strip()
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "physical_cores": physical_cores(),
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
-        "torch": torch.__version__,
-        "torch_threads": physical_cores(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
-def sgemm_gflops(size: int = 1024, repeats: int = 10) -> float:
-    """Float32 matrix-product speed (GFLOP/s), median of ``repeats`` products of ``size``^3."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
-
-
-def _throughput(fn: Pipeline, x: torch.Tensor, chunk: int, repeats: int) -> float:
-    times = []
-    with torch.inference_mode():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for i in range(0, len(x), chunk):
-                fn(x[i : i + chunk])
-            times.append(time.perf_counter() - start)
-    return len(x) / statistics.median(times)
-
-
-def _latency_ms(fn: Pipeline, x: torch.Tensor, budget_s: float = 0.5, calls: int = 200) -> float:
-    """Median time of single calls on ``x``: at least 3, then until ``budget_s`` or ``calls``."""
-    times: list[float] = []
-    with torch.inference_mode():
-        fn(x)
-        while len(times) < 3 or (len(times) < calls and sum(times) < budget_s):
-            start = time.perf_counter()
-            fn(x)
-            times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def bench_spectra(clf: FingerprintClassifier, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -335,11 +272,9 @@ def run_bench(
                 )
             slow = name in ("fast_psi", "exact_mc", "paper_style")
             rows[name] = {
-                "spectra_per_s": _throughput(
-                    fn, x, chunk, min(config.repeats, 3) if slow else config.repeats
-                ),
-                "b32_latency_ms": _latency_ms(fn, x[:32], budget_s=0.1 * config.repeats),
-                "frame570_latency_ms": _latency_ms(fn, x[:FRAME], budget_s=0.2 * config.repeats, calls=50),
+                "spectra_per_s": throughput(fn, x, chunk, min(config.repeats, 3) if slow else config.repeats),
+                "b32_latency_ms": latency_ms(fn, x[:32], budget_s=0.1 * config.repeats),
+                "frame570_latency_ms": latency_ms(fn, x[:FRAME], budget_s=0.2 * config.repeats, calls=50),
             }
             log(
                 f"  {name:<14} {rows[name]['spectra_per_s']:>12,.0f} spectra/s  "

@@ -105,7 +105,7 @@ class FingerprintClassifier:
         t = torch.as_tensor
         vae_x = t(np.concatenate([target, augmented.spectra]), dtype=torch.float32)
         diag = train_vae(vae, vae_x, cfg.train, cfg.model, self.progress)
-        raw_loss = train_raw_encoder(
+        raw_loss, variance_ratio = train_raw_encoder(
             raw,
             vae.encoder,
             t(x, dtype=torch.float32),
@@ -133,6 +133,8 @@ class FingerprintClassifier:
             "kl_total": round(diag.kl_total, 3),
             "active_dims": diag.active_dims,
             "raw_encoder_nll": round(raw_loss, 4),
+            "raw_variance_ratio": None if math.isnan(variance_ratio) else round(variance_ratio, 4),
+            "raw_scale_factor": [round(float(v), 4) for v in raw.scale_factor],
             "n_spectra": len(x),
             "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
         }
@@ -281,7 +283,9 @@ class FingerprintClassifier:
         self.vae_ = SpectrumVAE(len(energy), cfg.model)
         self.raw_encoder_ = ConvEncoder(len(energy), cfg.model)
         self.vae_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
-        self.raw_encoder_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("raw.")})
+        raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
+        raw.setdefault("scale_factor", torch.ones(cfg.model.latent_dim))  # eelsprint 0.1: uncalibrated
+        self.raw_encoder_.load_state_dict(raw)
         self.vae_.eval()
         self.raw_encoder_.eval()
         cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}

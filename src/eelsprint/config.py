@@ -137,15 +137,36 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation settings (Adam, as in the paper)."""
+    """Optimisation settings (Adam, as in the paper).
+
+    Attributes
+    ----------
+    epochs, raw_epochs : int
+        Passes over the data for the VAE and for the raw encoder.
+    gp_iterations : int
+        Full-batch steps of the GP classifier; its learning rate decays from
+        ``gp_lr`` to ``gp_lr / 20`` on a cosine schedule (the kernel's output scale
+        keeps growing for several hundred steps: stopping early leaves the
+        classifier underconfident).
+    lr, gp_lr : float
+        Adam learning rates of the networks and of the GP.
+    batch_size : int
+    kl_anneal_epochs : int
+        Epochs over which the VAE's KL weight rises from 0 to 1.
+    variance_holdout : float
+        Share of the spectra held out of the raw encoder's training to calibrate
+        its variance (see :func:`eelsprint.train.calibrate_scale`).
+    seed : int
+    """
 
     epochs: int = 40
     raw_epochs: int = 40
-    gp_iterations: int = 300
+    gp_iterations: int = 800
     lr: float = 1e-3
-    gp_lr: float = 0.02
+    gp_lr: float = 0.1
     batch_size: int = 256
     kl_anneal_epochs: int = 10
+    variance_holdout: float = 0.1
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -154,6 +175,8 @@ class TrainConfig:
         _check_positive(lr=self.lr, gp_lr=self.gp_lr)
         if self.kl_anneal_epochs < 0:
             raise ConfigError(f"kl_anneal_epochs must be >= 0, got {self.kl_anneal_epochs}")
+        if not 0.0 <= self.variance_holdout < 1.0:
+            raise ConfigError(f"variance_holdout must be in [0, 1), got {self.variance_holdout}")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,12 @@ def first_line(err: BaseException) -> str:
     return lines[0] if lines else type(err).__name__
 
 
+def typed_first_line(err: BaseException) -> str:
+    """``"TypeName: first line"``: the reason when the exception's type says what failed (upstream errors)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 class EelsprintError(Exception):
     """Base class of every error eelsprint raises on purpose."""
 

@@ -41,8 +41,9 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from eelsprint.exceptions import ExportError
-from eelsprint.infer import OUTPUTS, CastModel, RealtimeModel, physical_cores, realtime_model, run_chunks
+from eelsprint.exceptions import ExportError, typed_first_line
+from eelsprint.export_tensorrt import dynamic_batch, load_tensorrt, tensorrt_module, write_tensorrt
+from eelsprint.infer import OUTPUTS, RealtimeModel, physical_cores, realtime_model, run_chunks
 from eelsprint.io import atomic_directory
 from eelsprint.store import sha256_file
 
@@ -59,11 +60,6 @@ _FILES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts", "
 AOTI_FILE = "model.aoti.pt2"
 PROBE = "probe.safetensors"
 META = "export.json"
-
-
-def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 @contextlib.contextmanager
@@ -115,55 +111,6 @@ def probe_batch(clf: FingerprintClassifier, n: int = 64, seed: int = 0) -> torch
     return torch.as_tensor(x, dtype=torch.float32)
 
 
-def _tensorrt() -> Any:
-    """``torch_tensorrt``, or a one-line :class:`ExportError` naming the CPU formats."""
-    cpu = ", ".join(CPU_FORMATS)
-    try:
-        import torch_tensorrt
-    except Exception as err:  # a bare Exception when the TensorRT libraries are missing
-        raise ExportError(
-            f"format 'tensorrt' needs CUDA and Torch-TensorRT (pip install 'eelsprint[tensorrt]'), "
-            f"not available here ({_one_line(err)}); CPU formats: {cpu}"
-        ) from None
-    if not torch.cuda.is_available():
-        raise ExportError(f"format 'tensorrt' needs a CUDA GPU and none is visible here; CPU formats: {cpu}")
-    return torch_tensorrt
-
-
-def _dynamic(max_batch: int) -> dict[str, dict[int, Any]]:
-    return {"x": {0: torch.export.Dim("batch", min=1, max=max_batch)}}
-
-
-def _write_tensorrt(
-    model: RealtimeModel, probe: torch.Tensor, path: Path, precision: str, batch: tuple[int, int, int]
-) -> None:
-    trt = _tensorrt()
-    import inspect
-
-    net = (CastModel(model, torch.float16) if precision == "fp16" else model).cuda().eval()
-    example = probe[: batch[1]].cuda() if len(probe) >= batch[1] else probe.cuda()
-    program = torch.export.export(net, (example,), dynamic_shapes=_dynamic(batch[2]))
-    n_channels = probe.shape[1]
-    inputs = [
-        trt.Input(
-            min_shape=(batch[0], n_channels),
-            opt_shape=(batch[1], n_channels),
-            max_shape=(batch[2], n_channels),
-            dtype=torch.float32,
-        )
-    ]
-    options: dict[str, Any] = {"min_block_size": 1}
-    if "use_explicit_typing" in inspect.signature(trt.dynamo.compile).parameters:
-        options["use_explicit_typing"] = True  # the weights' dtype decides (FP16 copy or FP32)
-    else:
-        options["enabled_precisions"] = {torch.float16 if precision == "fp16" else torch.float32}
-    compiled = trt.dynamo.compile(program, inputs=inputs, **options)
-    try:
-        trt.save(compiled, str(path), output_format="exported_program", arg_inputs=[example])
-    except TypeError:  # torch-tensorrt < 2.6 names it `inputs`
-        trt.save(compiled, str(path), output_format="exported_program", inputs=[example])
-
-
 def _write(
     model: RealtimeModel, probe: torch.Tensor, tmp: Path, fmt: str, precision: str, options: dict[str, Any]
 ) -> dict[str, Any]:
@@ -172,7 +119,7 @@ def _write(
     extra: dict[str, Any] = {}
     with _quiet_exporters(), torch.no_grad():
         if fmt == "pt2":
-            program = torch.export.export(model, (probe,), dynamic_shapes=_dynamic(options["max_batch"]))
+            program = torch.export.export(model, (probe,), dynamic_shapes=dynamic_batch(options["max_batch"]))
             torch.export.save(program, str(path))
             extra["aoti"] = False
             if options["aot"]:
@@ -182,7 +129,7 @@ def _write(
                     aoti_compile_and_package(program, package_path=str(tmp / AOTI_FILE))
                     extra["aoti"] = True
                 except Exception as err:  # no C++ compiler, unsupported platform, ...
-                    extra["aoti_error"] = _one_line(err)
+                    extra["aoti_error"] = typed_first_line(err)
         elif fmt == "onnx":
             torch.onnx.export(
                 model,
@@ -192,14 +139,14 @@ def _write(
                 verbose=False,
                 input_names=["spectra"],
                 output_names=list(OUTPUTS),
-                dynamic_shapes=_dynamic(options["max_batch"]),
+                dynamic_shapes=dynamic_batch(options["max_batch"]),
                 external_data=False,  # one self-contained file (the weights are ~120 kB)
             )
         elif fmt == "torchscript":
             traced = torch.jit.freeze(torch.jit.trace(model, probe).eval())
             torch.jit.save(traced, str(path))
         else:
-            _write_tensorrt(model, probe, path, precision, options["batch"])
+            write_tensorrt(model, probe, path, precision, options["batch"], CPU_FORMATS)
     return extra
 
 
@@ -261,9 +208,7 @@ def _runner(directory: Path, meta: dict[str, Any]) -> Callable[[torch.Tensor], t
         if fmt == "torchscript":
             scripted = torch.jit.load(str(path), map_location="cpu")
             return lambda x: tuple(scripted(x))
-    _tensorrt()  # registers TensorRT's runtime ops
-    program = torch.export.load(str(path)).module()
-    return lambda x: tuple(t.float().cpu() for t in program(x.cuda()))
+    return load_tensorrt(path, CPU_FORMATS)
 
 
 def _check(directory: Path, meta: dict[str, Any]) -> ExportedModel:
@@ -277,7 +222,7 @@ def _check(directory: Path, meta: dict[str, Any]) -> ExportedModel:
         raise
     except Exception as err:  # unreadable or incompatible artefact
         raise ExportError(
-            f"{directory}: cannot load or run the {meta['format']} artefact ({_one_line(err)})"
+            f"{directory}: cannot load or run the {meta['format']} artefact ({typed_first_line(err)})"
         ) from None
     atol, rtol = meta["tolerance"]["atol"], meta["tolerance"]["rtol"]
     diffs = {}
@@ -347,7 +292,7 @@ def export(
     if not batch[0] <= batch[1] <= batch[2]:
         raise ExportError(f"batch must be (min, opt, max) with min <= opt <= max, got {batch}")
     if fmt == "tensorrt":
-        _tensorrt()
+        tensorrt_module(CPU_FORMATS)
     clf = (
         model
         if isinstance(model, FingerprintClassifier)
@@ -388,7 +333,7 @@ def export(
     except ExportError:
         raise
     except Exception as err:  # exporters fail in many ways
-        raise ExportError(f"{fmt} export failed ({_one_line(err)})") from None
+        raise ExportError(f"{fmt} export failed ({typed_first_line(err)})") from None
     return ExportedModel(exported.fmt, exported.meta, _runner(out, meta), exported.max_diff)
 
 
@@ -416,7 +361,7 @@ def load_exported(path: str | Path) -> ExportedModel:
         meta = json.loads((directory / META).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ExportError(
-            f"{directory}: not an eelsprint export (no readable {META}: {_one_line(err)})"
+            f"{directory}: not an eelsprint export (no readable {META}: {typed_first_line(err)})"
         ) from None
     if (
         not isinstance(meta, dict)

@@ -147,6 +147,8 @@ class RealtimeModel(nn.Module):
         The distilled head (copied).
     """
 
+    scale_factor: torch.Tensor
+
     def __init__(self, encoder: ConvEncoder, head: UncertaintyHead) -> None:
         super().__init__()
         convs = []
@@ -169,6 +171,7 @@ class RealtimeModel(nn.Module):
         with torch.no_grad():
             self.latent.weight.copy_(torch.cat([encoder.loc.weight, encoder.log_scale.weight]))
             self.latent.bias.copy_(torch.cat([encoder.loc.bias, encoder.log_scale.bias]))
+        self.register_buffer("scale_factor", encoder.scale_factor.clone())
         self.head = copy.deepcopy(head)
         self.channels_last()
         self.eval()
@@ -187,7 +190,7 @@ class RealtimeModel(nn.Module):
             h = F.leaky_relu(conv(h), self.slope, inplace=True)
         out = self.latent(h.contiguous().flatten(1))
         loc = out[:, : self.latent_dim]
-        scale = F.softplus(out[:, self.latent_dim :]) + 1e-4
+        scale = (F.softplus(out[:, self.latent_dim :]) + 1e-4) * self.scale_factor
         var = scale * scale
         proba, total, aleatoric, epistemic, var_enc, var_gp = self.head(loc, var)
         return proba, total, aleatoric, epistemic, loc, var, var_enc, var_gp

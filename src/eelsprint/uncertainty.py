@@ -74,10 +74,17 @@ class GPPosterior:
 
     def marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-point posterior mean and variance of f at latent points ``x`` (N, D) -> two (N, C)."""
-        k = self.outputscale[:, None, None] * _rbf(x.unsqueeze(0), self.inducing, self.lengthscale)
-        mean = self.constant + torch.einsum("cnm,cm->nc", k, self.alpha)
-        quad = torch.einsum("cnm,cmk,cnk->nc", k, self.cross, k)
-        return mean, (self.outputscale - quad).clamp_min(1e-8)
+        mean, var = self.class_marginals(x)
+        return mean.T, var.T
+
+    def class_marginals(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`marginals`, classes first: two (C, N), the layout the Monte Carlo path uses."""
+        k = _rbf(x.unsqueeze(0), self.inducing, self.lengthscale).mul_(self.outputscale[:, None, None])
+        m = self.alpha.shape[-1]
+        kb = torch.bmm(k, torch.cat([self.cross, self.alpha.unsqueeze(-1)], -1))  # (C, N, M + 1)
+        mean = kb[..., m] + self.constant[:, None]
+        quad = (kb[..., :m] * k).sum(-1)
+        return mean, (self.outputscale[:, None] - quad).clamp_min(1e-8)
 
     def uncertain_moments(
         self, mu: torch.Tensor, var: torch.Tensor
@@ -118,8 +125,9 @@ def _rbf(x: torch.Tensor, z: torch.Tensor, lengthscale: torch.Tensor) -> torch.T
     """Unit-scale ARD RBF between x (..., N, D) and z (C, M, D) -> (C, N, M)."""
     ls = lengthscale[:, None, :]
     xs, zs = x / ls, z / ls
-    d2 = (xs.pow(2).sum(-1, keepdim=True) - 2 * xs @ zs.mT + zs.pow(2).sum(-1).unsqueeze(-2)).clamp_min(0.0)
-    return torch.exp(-0.5 * d2)
+    norms = xs.pow(2).sum(-1, keepdim=True) + zs.pow(2).sum(-1).unsqueeze(-2)  # (C, N, M)
+    d2 = torch.baddbmm(norms, xs.expand(len(zs), -1, -1), zs.mT, alpha=-2.0)
+    return d2.clamp_min_(0.0).mul_(-0.5).exp_()
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -170,12 +178,14 @@ def predict_exact(
     n, d = mu.shape
     eps = torch.randn(z_samples, n, d, generator=generator, dtype=mu.dtype)
     z = mu + var.sqrt() * eps
-    f_mean, f_var = gp.marginals(z.reshape(-1, d))
-    f_mean, f_var = f_mean.view(z_samples, n, -1), f_var.view(z_samples, n, -1)
-    noise = torch.randn(f_samples, *f_mean.shape, generator=generator, dtype=mu.dtype)
-    p = torch.softmax(f_mean + f_var.sqrt() * noise, dim=-1)  # (F, S, N, C)
-    proba = p.mean((0, 1))
-    return _summarise(proba, entropy(p).mean((0, 1)), f_mean.var(0, correction=0), f_var.mean(0))
+    f_mean, f_var = gp.class_marginals(z.reshape(-1, d))  # classes first: softmax over a leading axis
+    f_mean, f_var = f_mean.view(-1, 1, z_samples, n), f_var.view(-1, 1, z_samples, n)
+    noise = torch.randn(len(f_mean), f_samples, z_samples, n, generator=generator, dtype=mu.dtype)
+    p = torch.softmax(noise.mul_(f_var.sqrt()).add_(f_mean), dim=0)  # (C, F, S, N)
+    proba = p.mean((1, 2)).T
+    expected_entropy = -(p * p.clamp_min(1e-12).log()).sum(0).mean((0, 1))
+    f_mean, f_var = f_mean.squeeze(1), f_var.squeeze(1)
+    return _summarise(proba, expected_entropy, f_mean.var(1, correction=0).T, f_var.mean(1).T)
 
 
 def sigma_point_softmax(mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

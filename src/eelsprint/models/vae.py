@@ -38,10 +38,13 @@ class ConvEncoder(nn.Module):
     Notes
     -----
     Inputs are divided by ``input_scale`` (a buffer set at fit time) so that the
-    network sees values of order one whatever the spectra's units.
+    network sees values of order one whatever the spectra's units. The output
+    ``scale`` is multiplied by ``scale_factor`` (per latent dimension, a buffer of
+    ones unless calibrated, see :func:`eelsprint.train.calibrate_scale`).
     """
 
     input_scale: torch.Tensor
+    scale_factor: torch.Tensor
 
     def __init__(self, n_channels: int, config: ModelConfig) -> None:
         super().__init__()
@@ -59,11 +62,12 @@ class ConvEncoder(nn.Module):
         self.loc = nn.Linear(flat, config.latent_dim)
         self.log_scale = nn.Linear(flat, config.latent_dim)
         self.register_buffer("input_scale", torch.ones(()))
+        self.register_buffer("scale_factor", torch.ones(config.latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map spectra ``(batch, n_channels)`` to latent ``loc`` and ``scale``, each ``(batch, latent)``."""
         h = self.features((x / self.input_scale).unsqueeze(1))
-        return self.loc(h), nn.functional.softplus(self.log_scale(h)) + 1e-4
+        return self.loc(h), (nn.functional.softplus(self.log_scale(h)) + 1e-4) * self.scale_factor
 
 
 class ConvDecoder(nn.Module):
