@@ -61,16 +61,9 @@ def latent_moments(
     var_t = torch.as_tensor(var.reshape(-1, var.shape[-1]), dtype=torch.float32)
     if not encoder_variance:
         var_t = torch.zeros_like(var_t)
-    step = clf.config_.inference.batch_size
-    means, variances = [], []
     with torch.no_grad():
-        for start in range(0, len(mu_t), step):
-            m, v_enc, v_gp = clf.gp_.uncertain_moments(
-                mu_t[start : start + step], var_t[start : start + step]
-            )
-            means.append(m)
-            variances.append(v_enc + v_gp)
-    return torch.cat(means).double().numpy(), torch.cat(variances).double().numpy()
+        mean, var_enc, var_gp = clf.gp_.uncertain_moments(mu_t, var_t)  # chunked inside
+    return mean.double().numpy(), (var_enc + var_gp).double().numpy()
 
 
 def scaled_proba(mean: np.ndarray, var: np.ndarray, temperature: float = 1.0) -> np.ndarray:

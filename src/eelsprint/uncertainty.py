@@ -87,13 +87,24 @@ class GPPosterior:
         return mean, (self.outputscale[:, None] - quad).clamp_min(1e-8)
 
     def uncertain_moments(
-        self, mu: torch.Tensor, var: torch.Tensor
+        self, mu: torch.Tensor, var: torch.Tensor, chunk: int = 256
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Exact mean and variance split of f(z) for ``z ~ N(mu, diag(var))``, each (N, C).
 
         Returns ``(mean, var_from_encoder, var_from_gp)`` with
         ``var_from_encoder = Var_z[E_f f]`` and ``var_from_gp = E_z[Var_f f]``.
+        Computed ``chunk`` points at a time: the pairwise inducing-point terms take
+        ``C x chunk x M x M`` floats, and 256 keeps them in cache (2.5x the throughput
+        of 1,024 on a 2-core Zen 4) and bounds the memory.
         """
+        parts = [self._moments(m, v) for m, v in zip(mu.split(chunk), var.split(chunk), strict=True)]
+        mean, var_enc, var_gp = (torch.cat(t) for t in zip(*parts, strict=True))
+        return mean, var_enc, var_gp
+
+    def _moments(
+        self, mu: torch.Tensor, var: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`uncertain_moments` for one chunk."""
         ls2 = self.lengthscale.pow(2)[:, None, :]  # (C, 1, D)
         s2 = self.outputscale[:, None]
         v = var.unsqueeze(0)  # (1, N, D)
@@ -204,14 +215,8 @@ def sigma_point_softmax(mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Te
     return (weights[:, None] * p).sum(-2), (weights * entropy(p)).sum(-1)
 
 
-def predict_fast(gp: GPPosterior, mu: torch.Tensor, var: torch.Tensor, chunk: int = 256) -> Prediction:
-    """Deterministic: exact moments of f under the Gaussian input, sigma-point softmax.
-
-    The moments are computed ``chunk`` points at a time: the pairwise inducing-point terms
-    take ``C x chunk x M x M`` floats, and 256 keeps them in cache (2.5x the throughput of
-    1,024 on a 2-core Zen 4).
-    """
-    parts = [gp.uncertain_moments(m, v) for m, v in zip(mu.split(chunk), var.split(chunk), strict=True)]
-    mean, var_enc, var_gp = (torch.cat(t) for t in zip(*parts, strict=True))
+def predict_fast(gp: GPPosterior, mu: torch.Tensor, var: torch.Tensor) -> Prediction:
+    """Deterministic: exact moments of f under the Gaussian input, sigma-point softmax."""
+    mean, var_enc, var_gp = gp.uncertain_moments(mu, var)
     proba, expected_entropy = sigma_point_softmax(mean, var_enc + var_gp)
     return _summarise(proba, expected_entropy, var_enc, var_gp)
