@@ -15,8 +15,8 @@ def first_line(err: BaseException) -> str:
 
 def typed_first_line(err: BaseException) -> str:
     """``"TypeName: first line"``: the reason when the exception's type says what failed (upstream errors)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+    name = type(err).__name__
+    return f"{name}: {first_line(err)}" if str(err).strip() else name
 
 
 class EelsprintError(Exception):

@@ -141,9 +141,9 @@ def _rbf(x: torch.Tensor, z: torch.Tensor, lengthscale: torch.Tensor) -> torch.T
     return d2.clamp_min_(0.0).mul_(-0.5).exp_()
 
 
-def entropy(p: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy in nats over the last axis."""
-    return -(p * p.clamp_min(1e-12).log()).sum(-1)
+def entropy(p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Shannon entropy in nats over the class axis ``dim`` (the last by default)."""
+    return -(p * p.clamp_min(1e-12).log()).sum(dim)
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def predict_exact(
     noise = torch.randn(len(f_mean), f_samples, z_samples, n, generator=generator, dtype=mu.dtype)
     p = torch.softmax(noise.mul_(f_var.sqrt()).add_(f_mean), dim=0)  # (C, F, S, N)
     proba = p.mean((1, 2)).T
-    expected_entropy = -(p * p.clamp_min(1e-12).log()).sum(0).mean((0, 1))
+    expected_entropy = entropy(p, dim=0).mean((0, 1))
     f_mean, f_var = f_mean.squeeze(1), f_var.squeeze(1)
     return _summarise(proba, expected_entropy, f_mean.var(1, correction=0).T, f_var.mean(1).T)
 
