@@ -12,14 +12,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from eelsprint.bench import BenchConfig, format_table, run_bench
 from eelsprint.export import CPU_FORMATS
-from eelsprint.io import atomic_write
+from eelsprint.io import atomic_write, write_json
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -45,8 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["load_average_before_after"] = [list(load_before), list(os.getloadavg())]
     table = format_table(result)
     print(table)
-    with atomic_write(args.out / f"{args.name}.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out / f"{args.name}.json", result)
     load = ", ".join(f"{a:.1f}" for a in load_before)
     cpus = result["machine"]["usable_cpus"]
     shared = " (above the CPU count: other work shared the machine)" if max(load_before) > cpus else ""

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from eelsprint import Config, FingerprintClassifier
+from eelsprint.io import write_json
 from eelsprint.simulate import simulate_series
 
 
@@ -60,8 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
         result[f"classify_{mode}_spectra_per_s"] = round(n / statistics.median(times))
     print(json.dumps(result, indent=2))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return result
 
 

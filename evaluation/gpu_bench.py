@@ -29,6 +29,7 @@ import torch
 from eelsprint import FingerprintClassifier
 from eelsprint.bench import bench_spectra
 from eelsprint.infer import CastModel, RealtimeModel, run_chunks
+from eelsprint.io import write_json
 
 Fn = Callable[[torch.Tensor], Any]
 
@@ -199,8 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("from host", result["cudagraph_fp16_from_host_spectra_per_s"], flush=True)
     result["wall_s"] = time.perf_counter() - began
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        write_json(args.json, result, default=float)
     return result
 
 

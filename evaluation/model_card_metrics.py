@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from eelsprint import FingerprintClassifier
 from eelsprint.baselines import run_baselines
-from eelsprint.io import atomic_write
+from eelsprint.io import write_json
 from eelsprint.recalibrate import latent_moments, scaled_proba
 from eelsprint.scoring import truth_scores
 from eelsprint.simulate import simulate_series
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "per_seed": per_seed,
     }
     print(markdown(summary, args.seeds))
-    with atomic_write(args.json) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.json, result)
     return result
 
 

@@ -14,7 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.baselines import nearest_fingerprint
 from eelsprint.demo import score
+from eelsprint.io import write_json
 from eelsprint.simulate import simulate_series
 
 
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("| mean +- sd | " + " | ".join(f"{m:.3f} +- {s:.3f}" for m, s in summary.values()) + " |")
     print(f"nearest fingerprint accuracy on the same held-out series: {baseline:.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return result
 
 

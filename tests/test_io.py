@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,16 @@ def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert target.read_text() == "first"
     assert sorted(p.name for p in target.parent.iterdir()) == ["result.txt"]
+
+
+def test_write_json_is_atomic(tmp_path: Path) -> None:
+    target = tmp_path / "results" / "r.json"
+    io.write_json(target, {"a": 1.5, "b": [1, 2]})
+    assert target.read_text(encoding="utf-8") == '{\n  "a": 1.5,\n  "b": [\n    1,\n    2\n  ]\n}\n'
+    with pytest.raises(ValueError, match="Out of range float"):
+        io.write_json(target, {"a": float("nan")}, allow_nan=False)
+    assert json.loads(target.read_text()) == {"a": 1.5, "b": [1, 2]}
+    assert [p.name for p in target.parent.iterdir()] == ["r.json"]
 
 
 def test_atomic_directory(tmp_path: Path) -> None:

@@ -7,13 +7,15 @@ interrupted run never leaves a half-written model or result that a later load re
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_directory", "atomic_write"]
+__all__ = ["atomic_directory", "atomic_write", "write_json"]
 
 PathLike = str | os.PathLike[str]
 
@@ -97,3 +99,12 @@ def atomic_directory(path: PathLike) -> Iterator[Path]:
         _remove(tmp)
         raise
     _remove(old)
+
+
+def write_json(path: PathLike, obj: Any, **options: Any) -> None:
+    """Write ``obj`` to ``path`` atomically as indented UTF-8 JSON with a final newline.
+
+    ``options`` go to :func:`json.dumps` (e.g. ``allow_nan=False``, ``default=float``).
+    """
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, **options) + "\n", encoding="utf-8")

@@ -184,10 +184,9 @@ def bench(
     paper_samples: Annotated[int, typer.Option(help="Paper-style GP: samples per fingerprint.")] = 100,
 ) -> None:
     """Time every inference path side by side on this machine (the paper-style pipeline included)."""
-    import json
 
     from eelsprint.bench import BenchConfig, format_table, run_bench
-    from eelsprint.io import atomic_write
+    from eelsprint.io import write_json
 
     names = tuple(f.strip() for f in formats.split(",") if f.strip())
     config = BenchConfig(n=n, repeats=repeats, formats=names, aot=aot, paper_samples=paper_samples)
@@ -195,8 +194,7 @@ def bench(
     result["command"] = "eelsprint " + " ".join(sys.argv[1:])
     typer.echo(format_table(result))
     if json_path is not None:
-        with atomic_write(json_path) as tmp:
-            tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        write_json(json_path, result)
         typer.echo(f"-> {json_path}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import numpy as np
 from eelsprint.baselines import nearest_fingerprint
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
-from eelsprint.io import atomic_write, write_dataset
+from eelsprint.io import atomic_write, write_dataset, write_json
 from eelsprint.maps import plot_maps
 from eelsprint.metrics import (
     accuracy,
@@ -98,8 +97,7 @@ def run_demo(
             for i, c in enumerate(clf.classes_)
         },
     }
-    with atomic_write(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     return summary
 
 

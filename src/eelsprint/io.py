@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eelsprint.atomic import atomic_directory, atomic_write
+from eelsprint.atomic import atomic_directory, atomic_write, write_json
 from eelsprint.exceptions import InputDataError, first_line
 from eelsprint.spectra import Library, Spectra, _as_float
 
@@ -44,6 +44,7 @@ __all__ = [
     "spectra_from_array",
     "spectra_from_signal",
     "write_dataset",
+    "write_json",
 ]
 
 #: File endings read through ``hyperspy.api.load``.

@@ -21,7 +21,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eelsprint.exceptions import ConfigError, InputDataError
-from eelsprint.io import Spectra, atomic_write
+from eelsprint.io import Spectra, atomic_write, write_json
 from eelsprint.preprocess import preprocess, resample
 from eelsprint.report_html import Section, render
 from eelsprint.report_sections import ReportData, compute_sections
@@ -334,8 +333,7 @@ def write_report(report: Report, out: str | Path) -> dict[str, Path]:
     )
     with atomic_write(paths["html"]) as tmp:
         tmp.write_text(render(report.title, intro, report.sections), encoding="utf-8")
-    with atomic_write(paths["metrics"]) as tmp:
-        tmp.write_text(json.dumps(_jsonable(report.metrics), indent=2, allow_nan=False))
+    write_json(paths["metrics"], _jsonable(report.metrics), allow_nan=False)
     with atomic_write(paths["posterior"]) as tmp:
         report.posterior.to_netcdf(str(tmp), engine="h5netcdf")
     return paths
