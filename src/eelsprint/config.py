@@ -28,6 +28,14 @@ def _check_positive(**values: float) -> None:
             raise ConfigError(f"{name} must be > 0, got {value}")
 
 
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """``ConfigError("mode must be 'a', 'b' or 'c', got 'x'")`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        quoted = [f"'{c}'" for c in choices]
+        allowed = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class PreprocessConfig:
     """Opt-in preprocessing steps; with the defaults nothing runs but the PCA target.
@@ -67,8 +75,7 @@ class PreprocessConfig:
             _check_window(name, getattr(self, name))
         if self.rebin < 1:
             raise ConfigError(f"rebin must be >= 1, got {self.rebin}")
-        if self.normalise not in ("none", "area", "edge"):
-            raise ConfigError(f"normalise must be 'none', 'area' or 'edge', got {self.normalise!r}")
+        _check_choice("normalise", self.normalise, ("none", "area", "edge"))
         if self.normalise == "edge" and self.normalise_window is None:
             raise ConfigError("normalise='edge' needs normalise_window = [low, high] in eV")
         if self.pca_components < 1:
@@ -209,12 +216,10 @@ class InferenceConfig:
     head_precision: Literal["fp32", "bf16", "int8"] = "fp32"
 
     def __post_init__(self) -> None:
-        if self.mode not in ("fast", "exact", "head"):
-            raise ConfigError(f"mode must be 'fast', 'exact' or 'head', got {self.mode!r}")
+        _check_choice("mode", self.mode, ("fast", "exact", "head"))
         if min(self.mc_samples, self.f_samples, self.batch_size) < 1:
             raise ConfigError("mc_samples, f_samples and batch_size must be >= 1")
-        if self.head_precision not in ("fp32", "bf16", "int8"):
-            raise ConfigError(f"head_precision must be 'fp32', 'bf16' or 'int8', got {self.head_precision!r}")
+        _check_choice("head_precision", self.head_precision, ("fp32", "bf16", "int8"))
 
 
 @dataclass(frozen=True)
@@ -249,8 +254,7 @@ class HeadConfig:
         if min(self.hidden, self.n_points, self.epochs) < 1:
             raise ConfigError("hidden, n_points and epochs must be >= 1")
         _check_positive(lr=self.lr)
-        if self.teacher not in ("fast", "exact"):
-            raise ConfigError(f"teacher must be 'fast' or 'exact', got {self.teacher!r}")
+        _check_choice("teacher", self.teacher, ("fast", "exact"))
 
 
 @dataclass(frozen=True)
