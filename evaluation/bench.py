@@ -16,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from eelsprint.bench import BenchConfig, format_table, run_bench
-from eelsprint.export import CPU_FORMATS
-from eelsprint.io import atomic_write, write_json
+from eelsprint.bench.run import BenchConfig, format_table, run_bench
+from eelsprint.data.atomic import atomic_write, write_json
+from eelsprint.realtime.export import CPU_FORMATS
 
 
 def main(argv: list[str] | None = None) -> dict:

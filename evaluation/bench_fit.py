@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.io import write_json
-from eelsprint.simulate import simulate_series
+from eelsprint.data.atomic import write_json
+from eelsprint.data.simulate import simulate_series
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -3,7 +3,7 @@
 Throughput on GPU-resident spectra in chunks (synchronised at the end, median of
 ``--repeats``), batch-32 and 570-spectrum-frame latency (synchronised every call), and
 agreement with the float32 CPU model (mean |dp|, labels). TensorRT runs through
-:func:`eelsprint.export.export` (FP32 and FP16) when ``torch_tensorrt`` imports; otherwise
+:func:`eelsprint.realtime.export.export` (FP32 and FP16) when ``torch_tensorrt`` imports; otherwise
 the reason is recorded. Each step is skipped once ``--budget-s`` is spent.
 
 Usage (on a machine with CUDA)::
@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from eelsprint import FingerprintClassifier
-from eelsprint.bench import bench_spectra
-from eelsprint.infer import CastModel, RealtimeModel, run_chunks
-from eelsprint.io import write_json
+from eelsprint.bench.run import bench_spectra
+from eelsprint.data.atomic import write_json
+from eelsprint.inference.runtime import run_chunks
+from eelsprint.models.head import CastModel, RealtimeModel
 
 Fn = Callable[[torch.Tensor], Any]
 
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         import torch_tensorrt  # noqa: F401
 
-        from eelsprint.export import export
+        from eelsprint.realtime.export import export
 
         tmp = Path(tempfile.mkdtemp())
 

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from eelsprint import FingerprintClassifier
-from eelsprint.baselines import run_baselines
-from eelsprint.io import write_json
-from eelsprint.recalibrate import latent_moments, scaled_proba
-from eelsprint.scoring import truth_scores
-from eelsprint.simulate import simulate_series
+from eelsprint.data.atomic import write_json
+from eelsprint.data.simulate import simulate_series
+from eelsprint.inference.recalibrate import latent_moments, scaled_proba
+from eelsprint.report.baselines import run_baselines
+from eelsprint.report.scoring import truth_scores
 
 KEYS = ("accuracy", "macro_f1", "nll", "brier", "ece", "ood_auroc", "error_auroc", "selective_area")
 

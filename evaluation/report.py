@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from eelsprint.io import atomic_write
-from eelsprint.report import ReportConfig, run_report
-from eelsprint.simulate import simulate_series
+from eelsprint.data.atomic import atomic_write
+from eelsprint.data.simulate import simulate_series
+from eelsprint.report.build import ReportConfig, run_report
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

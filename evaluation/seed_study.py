@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.baselines import nearest_fingerprint
+from eelsprint.data.atomic import write_json
+from eelsprint.data.simulate import simulate_series
 from eelsprint.demo import score
-from eelsprint.io import write_json
-from eelsprint.simulate import simulate_series
+from eelsprint.report.baselines import nearest_fingerprint
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.simulate import simulate_series
+from eelsprint.data.simulate import simulate_series
 
 
 def main(argv: list[str] | None = None) -> Path:

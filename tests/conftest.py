@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.simulate import SimulatedSeries, simulate_series
+from eelsprint.data.simulate import SimulatedSeries, simulate_series
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,8 +1,8 @@
 import numpy as np
 
-from eelsprint.augment import augment_library, broaden
 from eelsprint.config import NuisanceConfig
-from eelsprint.simulate import fingerprint_library
+from eelsprint.data.augment import augment_library, broaden
+from eelsprint.data.simulate import fingerprint_library
 
 
 def test_broaden_keeps_area_and_widens() -> None:

@@ -1,11 +1,13 @@
-"""Tests of eelsprint.baselines: the reference classifiers of the evaluation report."""
+"""Tests of eelsprint.report.baselines: the reference classifiers of the evaluation report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from eelsprint.baselines import (
+from eelsprint.data.simulate import SimulatedSeries, fingerprint_library
+from eelsprint.inference.metrics import accuracy
+from eelsprint.report.baselines import (
     DESCRIPTIONS,
     RatioWindows,
     nearest_fingerprint,
@@ -15,8 +17,6 @@ from eelsprint.baselines import (
     ratio_windows,
     run_baselines,
 )
-from eelsprint.metrics import accuracy
-from eelsprint.simulate import SimulatedSeries, fingerprint_library
 
 
 @pytest.fixture(scope="module")

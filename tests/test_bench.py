@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from eelsprint.bench import BenchConfig, format_table, run_bench
+from eelsprint.bench.run import BenchConfig, format_table, run_bench
+from eelsprint.bench.timing import machine_info
 from eelsprint.exceptions import ConfigError
-from eelsprint.timing import machine_info
 from tests.test_cli import run_cli
 from tests.test_evaluation_scripts import load
 

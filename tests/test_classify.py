@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from eelsprint import FingerprintClassifier
-from eelsprint.baselines import nearest_fingerprint
+from eelsprint.data.simulate import SimulatedSeries, simulate_series
+from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import InputDataError, NotFittedError
-from eelsprint.io import Spectra
-from eelsprint.metrics import accuracy, expected_calibration_error, ood_auroc
-from eelsprint.simulate import SimulatedSeries, simulate_series
+from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
+from eelsprint.report.baselines import nearest_fingerprint
 
 
 @pytest.fixture(scope="module")

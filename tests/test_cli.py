@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from eelsprint import cli
-from eelsprint.io import read_dataset
-from eelsprint.simulate import simulate_series
+from eelsprint.data.io import read_dataset
+from eelsprint.data.simulate import simulate_series
 
 FAST_TOML = "[train]\nepochs = 2\nraw_epochs = 2\ngp_iterations = 30\n[nuisance]\nn_augment = 4\n"
 

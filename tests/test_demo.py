@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eelsprint import cli
-from eelsprint.io import read_dataset
+from eelsprint.data.io import read_dataset
 from eelsprint.maps import plot_maps, to_hyperspy
 
 pytestmark = pytest.mark.slow

@@ -53,7 +53,7 @@ def test_seed_study_smoke(tmp_path: Path) -> None:
 def test_auroc_is_nan_when_undefined() -> None:
     import numpy as np
 
-    from eelsprint.metrics import error_auroc, ood_auroc
+    from eelsprint.inference.metrics import error_auroc, ood_auroc
 
     assert np.isnan(ood_auroc(np.array([0.1, 0.2]), np.array([0, 1])))
     proba = np.array([[0.9, 0.1], [0.2, 0.8]])

@@ -11,10 +11,11 @@ import safetensors.torch
 import torch
 
 from eelsprint import FingerprintClassifier
+from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import ExportError
-from eelsprint.export import META, PROBE, TOLERANCES, export, load_exported
-from eelsprint.infer import OUTPUTS, realtime_model, run_chunks
-from eelsprint.simulate import SimulatedSeries
+from eelsprint.inference.runtime import run_chunks
+from eelsprint.models.head import OUTPUTS
+from eelsprint.realtime.export import META, PROBE, TOLERANCES, export, load_exported
 from tests.test_cli import run_cli
 
 
@@ -24,7 +25,7 @@ def reference(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One frame of spectra and the PyTorch real-time model's outputs on it."""
     x = series.spectra.flat()[:570].astype(np.float32)
-    out = run_chunks(realtime_model(fitted), torch.as_tensor(x))
+    out = run_chunks(fitted.realtime_model(), torch.as_tensor(x))
     return x, {name: t.numpy() for name, t in zip(OUTPUTS, out, strict=True)}
 
 
@@ -157,7 +158,7 @@ def test_tensorrt_engine_builds_runs_and_matches(
 @pytest.mark.gpu
 def test_realtime_model_on_cuda_matches_cpu(fitted: FingerprintClassifier, reference: tuple) -> None:
     x, expected = reference
-    model = realtime_model(fitted)
+    model = fitted.realtime_model()
     cuda = type(model)(fitted.raw_encoder_, fitted.head_).cuda()
     with torch.inference_mode():
         out = cuda(torch.as_tensor(x).cuda())

@@ -10,18 +10,11 @@ import torch
 
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.config import HeadConfig, InferenceConfig
+from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import ConfigError, NotFittedError
-from eelsprint.infer import (
-    OUTPUTS,
-    RealtimeModel,
-    physical_cores,
-    realtime_model,
-    run_chunks,
-    torch_threads,
-    with_precision,
-)
-from eelsprint.metrics import expected_calibration_error, ood_auroc
-from eelsprint.simulate import SimulatedSeries
+from eelsprint.inference.metrics import expected_calibration_error, ood_auroc
+from eelsprint.inference.runtime import physical_cores, run_chunks, torch_threads
+from eelsprint.models.head import OUTPUTS, RealtimeModel, with_precision
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +93,7 @@ def test_realtime_model_is_the_encoder_then_the_head(
     fitted: FingerprintClassifier, series: SimulatedSeries
 ) -> None:
     x = torch.as_tensor(series.spectra.flat()[:300], dtype=torch.float32)
-    model = realtime_model(fitted)
+    model = fitted.realtime_model()
     assert isinstance(model, RealtimeModel)
     with torch.no_grad():
         loc, scale = fitted.raw_encoder_(x)
@@ -116,9 +109,9 @@ def test_realtime_model_is_the_encoder_then_the_head(
 
 def test_reduced_precision_stays_close(fitted: FingerprintClassifier, series: SimulatedSeries) -> None:
     x = torch.as_tensor(series.spectra.flat()[:500], dtype=torch.float32)
-    ref = run_chunks(realtime_model(fitted), x)[0]
+    ref = run_chunks(fitted.realtime_model(), x)[0]
     for precision, tolerance in (("bf16", 0.03), ("int8", 0.03)):
-        proba = run_chunks(with_precision(realtime_model(fitted), precision), x)[0]
+        proba = run_chunks(with_precision(fitted.realtime_model(), precision), x)[0]
         assert float((proba - ref).abs().mean()) < tolerance, precision
 
 

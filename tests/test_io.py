@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from eelsprint import io
+from eelsprint.data import atomic, io
 from eelsprint.exceptions import InputDataError
 
 ENERGY = 400.0 + 0.5 * np.arange(50)
@@ -208,16 +208,16 @@ def test_mxene_release_format(tmp_path: Path) -> None:
 
 
 def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
-    with pytest.raises(ValueError), io.atomic_write(tmp_path / "out" / "new.nc") as tmp:
+    with pytest.raises(ValueError), atomic.atomic_write(tmp_path / "out" / "new.nc") as tmp:
         tmp.write_bytes(b"partial")
         raise ValueError
     assert list((tmp_path / "out").iterdir()) == []
     target = tmp_path / "out" / "result.txt"
-    with io.atomic_write(target) as tmp:
+    with atomic.atomic_write(target) as tmp:
         assert tmp.parent == target.parent and tmp.name.startswith(".result.txt.tmp-")
         tmp.write_text("first")
     assert target.read_text() == "first"
-    with pytest.raises(RuntimeError, match="boom"), io.atomic_write(target) as tmp:
+    with pytest.raises(RuntimeError, match="boom"), atomic.atomic_write(target) as tmp:
         tmp.write_text("second")
         raise RuntimeError("boom")
     assert target.read_text() == "first"
@@ -226,10 +226,10 @@ def test_atomic_write_replaces_only_on_success(tmp_path: Path) -> None:
 
 def test_write_json_is_atomic(tmp_path: Path) -> None:
     target = tmp_path / "results" / "r.json"
-    io.write_json(target, {"a": 1.5, "b": [1, 2]})
+    atomic.write_json(target, {"a": 1.5, "b": [1, 2]})
     assert target.read_text(encoding="utf-8") == '{\n  "a": 1.5,\n  "b": [\n    1,\n    2\n  ]\n}\n'
     with pytest.raises(ValueError, match="Out of range float"):
-        io.write_json(target, {"a": float("nan")}, allow_nan=False)
+        atomic.write_json(target, {"a": float("nan")}, allow_nan=False)
     assert json.loads(target.read_text()) == {"a": 1.5, "b": [1, 2]}
     assert [p.name for p in target.parent.iterdir()] == ["r.json"]
 
@@ -237,10 +237,10 @@ def test_write_json_is_atomic(tmp_path: Path) -> None:
 def test_atomic_directory(tmp_path: Path) -> None:
     target = tmp_path / "model"
     for content in ("one", "two"):
-        with io.atomic_directory(target) as tmp:
+        with atomic.atomic_directory(target) as tmp:
             (tmp / "file.txt").write_text(content)
         assert (target / "file.txt").read_text() == content
-    with pytest.raises(KeyError), io.atomic_directory(target) as tmp:
+    with pytest.raises(KeyError), atomic.atomic_directory(target) as tmp:
         (tmp / "file.txt").write_text("three")
         raise KeyError
     assert (target / "file.txt").read_text() == "two"

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from eelsprint.config import ModelConfig
+from eelsprint.inference.train import calibrate_scale
 from eelsprint.models.vae import ConvDecoder, ConvEncoder, SpectrumVAE, gaussian_kl
-from eelsprint.train import calibrate_scale
 
 
 @pytest.mark.parametrize("n_channels", [240, 239, 100, 64])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.io import read_library
-from eelsprint.simulate import simulate_series
+from eelsprint.data.io import read_library
+from eelsprint.data.simulate import simulate_series
 
 from .conftest import SHARED_DATA
 

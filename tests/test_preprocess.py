@@ -2,9 +2,7 @@ import numpy as np
 import pytest
 
 from eelsprint.config import PreprocessConfig
-from eelsprint.exceptions import InputDataError
-from eelsprint.io import Library, Spectra
-from eelsprint.preprocess import (
+from eelsprint.data.preprocess import (
     align,
     crop,
     library_on_axis,
@@ -16,6 +14,8 @@ from eelsprint.preprocess import (
     shift_spectra,
     subtract_power_law,
 )
+from eelsprint.data.spectra import Library, Spectra
+from eelsprint.exceptions import InputDataError
 
 ENERGY = np.arange(400) * 0.25 + 600.0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eelsprint.io import read_mxene_library, read_spectra
+from eelsprint.data.io import read_mxene_library, read_spectra
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if not DATA.is_dir():

@@ -1,4 +1,4 @@
-"""Tests of eelsprint.recalibrate: temperature scaling of the class functions."""
+"""Tests of eelsprint.inference.recalibrate: temperature scaling of the class functions."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from eelsprint import FingerprintClassifier
+from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import InputDataError, NotFittedError
-from eelsprint.metrics import accuracy, expected_calibration_error, negative_log_likelihood
-from eelsprint.recalibrate import TemperatureScaler, latent_moments, scaled_proba
-from eelsprint.scoring import calibration_split
-from eelsprint.simulate import SimulatedSeries
+from eelsprint.inference.metrics import accuracy, expected_calibration_error, negative_log_likelihood
+from eelsprint.inference.recalibrate import TemperatureScaler, latent_moments, scaled_proba
+from eelsprint.report.scoring import calibration_split
 
 
 def _overconfident(n: int, true_temperature: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

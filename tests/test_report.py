@@ -22,12 +22,18 @@ from typer.testing import CliRunner
 
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.cli import app
+from eelsprint.data.simulate import SimulatedSeries, simulate_series
+from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import ConfigError, InputDataError
-from eelsprint.io import Spectra
-from eelsprint.metrics import confusion, macro_f1, reliability_curve, selective_area, selective_curve
-from eelsprint.report import ReportConfig, build_report, frames_of, read_truth, write_report
-from eelsprint.scoring import TRUTH_KEYS
-from eelsprint.simulate import SimulatedSeries, simulate_series
+from eelsprint.inference.metrics import (
+    confusion,
+    macro_f1,
+    reliability_curve,
+    selective_area,
+    selective_curve,
+)
+from eelsprint.report.build import ReportConfig, build_report, frames_of, read_truth, write_report
+from eelsprint.report.scoring import TRUTH_KEYS
 
 EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
 SMALL = ReportConfig(n_draws=20, n_bootstrap=50, tsne_points=150)

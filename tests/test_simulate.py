@@ -1,6 +1,6 @@
 import numpy as np
 
-from eelsprint.simulate import COMPOSITIONS, ENERGY, edge_shape, fingerprint_library, simulate_series
+from eelsprint.data.simulate import COMPOSITIONS, ENERGY, edge_shape, fingerprint_library, simulate_series
 
 
 def test_shapes_and_determinism() -> None:

@@ -1,4 +1,4 @@
-"""Tests of eelsprint.store: the checksummed model directory."""
+"""Tests of eelsprint.data.store: the checksummed model directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from eelsprint import store
+from eelsprint.data import store
 from eelsprint.exceptions import ModelFileError
 
 META = {"classes": ["F50", "F25"], "config": {"latent_dim": 8, "window": [677.0, 736.75]}}

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from eelsprint.config import ModelConfig, TrainConfig
-from eelsprint.train import train_gp
-from eelsprint.uncertainty import GPPosterior, predict_exact, predict_fast, sigma_point_softmax
+from eelsprint.inference.train import train_gp
+from eelsprint.inference.uncertainty import GPPosterior, predict_exact, predict_fast, sigma_point_softmax
 
 
 @pytest.fixture(scope="module")

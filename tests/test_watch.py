@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from eelsprint import FingerprintClassifier
+from eelsprint.data.io import read_dataset
+from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import InputDataError
-from eelsprint.io import read_dataset
-from eelsprint.simulate import SimulatedSeries
-from eelsprint.watch import watch
+from eelsprint.realtime.watch import watch
 from tests.test_cli import run_cli
 
 

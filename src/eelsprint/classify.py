@@ -16,17 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from torch import nn
 from tqdm.auto import tqdm
 
-from eelsprint.augment import augment_library
 from eelsprint.config import Config
+from eelsprint.data.augment import augment_library
+from eelsprint.data.io import as_spectra
+from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess, resample
+from eelsprint.data.spectra import Library, Spectra
+from eelsprint.data.store import load_model_dir, save_model_dir
 from eelsprint.exceptions import InputDataError, NotFittedError
-from eelsprint.io import Library, Spectra, as_spectra
+from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
+from eelsprint.models.head import Precision, RealtimeModel, with_precision
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
-from eelsprint.preprocess import crop, library_on_axis, pca_denoise, preprocess, resample
-from eelsprint.store import load_model_dir, save_model_dir
-from eelsprint.train import latent_training_set, train_gp, train_raw_encoder, train_vae
-from eelsprint.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 
 
 class FingerprintClassifier:
@@ -48,14 +51,14 @@ class FingerprintClassifier:
     vae_, raw_encoder_ : torch modules
     gp_ : GPPosterior
     head_ : UncertaintyHead or None
-        The dense head distilled from the GP for mode ``"head"`` (:mod:`eelsprint.infer`).
+        The dense head distilled from the GP for mode ``"head"`` (:mod:`eelsprint.inference.runtime`).
     diagnostics_ : dict
         Training diagnostics (latent KL per dimension, active dimensions, raw-encoder loss,
         the head's agreement with the GP under ``"head"``).
 
     Examples
     --------
-    >>> from eelsprint.simulate import simulate_series
+    >>> from eelsprint.data.simulate import simulate_series
     >>> series = simulate_series(n_frames=2, shape=(10, 12))
     >>> clf = FingerprintClassifier(config=Config.from_dict({"train": {"epochs": 2, "raw_epochs": 2,
     ...     "gp_iterations": 20}}), progress=False).fit(series.spectra, series.library)
@@ -140,7 +143,7 @@ class FingerprintClassifier:
         }
         self.head_ = None
         if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
-            from eelsprint.distil import distil_head
+            from eelsprint.inference.distil import distil_head
 
             self.head_, self.diagnostics_["head"] = distil_head(
                 raw, self.gp_, t(x, dtype=torch.float32), cfg.head, cfg.train.seed
@@ -178,9 +181,10 @@ class FingerprintClassifier:
         inf = self.config_.inference
         mode = mode or inf.mode
         if mode == "head":
-            from eelsprint.infer import predict_head
+            from eelsprint.inference.runtime import predict_head
 
-            return predict_head(self, x)
+            precision = self.config_.inference.head_precision
+            return predict_head(self.realtime_model(precision), x, precision)
         generator = torch.Generator().manual_seed(self.config_.train.seed)
         parts, mus, vars_ = [], [], []
         chunks = range(0, len(x), inf.batch_size)
@@ -251,6 +255,41 @@ class FingerprintClassifier:
             ds.attrs.update(frame=index, latency_ms=1e3 * (time.perf_counter() - start))
             yield ds
 
+    def realtime_model(self, precision: Precision = "fp32") -> nn.Module:
+        """The real-time graph (raw encoder + distilled head) in ``precision``, cached.
+
+        Parameters
+        ----------
+        precision : {"fp32", "bf16", "int8"}
+            Numerical precision of the CPU graph (see :func:`eelsprint.models.head.with_precision`).
+
+        Returns
+        -------
+        torch.nn.Module
+            Maps ``(B, n_channels)`` float32 spectra to the outputs in
+            :data:`eelsprint.models.head.OUTPUTS`; cached until the model is re-fitted or re-loaded.
+
+        Raises
+        ------
+        NotFittedError
+            If the classifier is not fitted, or has no distilled head (fitted with
+            ``head.enabled = false`` or saved by an older eelsprint).
+        """
+        self._check_fitted()
+        head = getattr(self, "head_", None)
+        if head is None:
+            raise NotFittedError(
+                "this model has no distilled head (mode 'head'); re-fit it with [head] enabled = true, "
+                "or use mode 'fast' or 'exact'"
+            )
+        cache: dict[tuple[Any, ...], nn.Module] = self.__dict__.setdefault("_realtime_cache", {})
+        key = (precision, id(head), id(self.raw_encoder_))
+        if key not in cache:
+            if len(cache) > 4:
+                cache.clear()
+            cache[key] = with_precision(RealtimeModel(self.raw_encoder_, head), precision)
+        return cache[key]
+
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the model directory atomically (safetensors weights, JSON config, checksum manifest)."""
@@ -293,7 +332,7 @@ class FingerprintClassifier:
         head = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
         self.head_ = None
         if head:
-            from eelsprint.infer import UncertaintyHead
+            from eelsprint.models.head import UncertaintyHead
 
             self.head_ = UncertaintyHead(cfg.model.latent_dim, len(meta["classes"]), cfg.head.hidden)
             self.head_.load_state_dict(head)

@@ -69,8 +69,9 @@ def fit(
 ) -> None:
     """Train the VAE, the raw encoder (unsupervised) and the GP classifier on DATA against LIBRARY."""
     from eelsprint.classify import FingerprintClassifier
-    from eelsprint.io import Spectra, read_library, read_spectra
-    from eelsprint.preprocess import resample
+    from eelsprint.data.io import read_library, read_spectra
+    from eelsprint.data.preprocess import resample
+    from eelsprint.data.spectra import Spectra
 
     cfg = _with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
     lib = read_library(library)
@@ -101,7 +102,7 @@ def classify(
 ) -> None:
     """Classify every DATA file with MODEL; one NetCDF result per input."""
     from eelsprint.classify import FingerprintClassifier
-    from eelsprint.io import read_spectra, write_dataset
+    from eelsprint.data.io import read_spectra, write_dataset
 
     clf = FingerprintClassifier.load(model)
     for path in data:
@@ -133,7 +134,7 @@ def report(
     seed: Annotated[int, typer.Option(help="Seed of the report's random choices.")] = 0,
 ) -> None:
     """Measure MODEL on DATA (against TRUTH if given): report.html, metrics.json, posterior.nc."""
-    from eelsprint.report import ReportConfig, run_report
+    from eelsprint.report.build import ReportConfig, run_report
 
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
@@ -156,7 +157,7 @@ def export_(
     max_batch: Annotated[int, typer.Option(help="Largest batch the artefact accepts.")] = 4096,
 ) -> None:
     """Export MODEL_DIR's real-time graph (encoder + uncertainty head), checked on a probe batch."""
-    from eelsprint.export import export
+    from eelsprint.realtime.export import export
 
     start = time.perf_counter()
     exported = export(model_dir, fmt, out, precision=precision, aot=aot, batch=(1, opt_batch, max_batch))
@@ -185,8 +186,8 @@ def bench(
 ) -> None:
     """Time every inference path side by side on this machine (the paper-style pipeline included)."""
 
-    from eelsprint.bench import BenchConfig, format_table, run_bench
-    from eelsprint.io import write_json
+    from eelsprint.bench.run import BenchConfig, format_table, run_bench
+    from eelsprint.data.atomic import write_json
 
     names = tuple(f.strip() for f in formats.split(",") if f.strip())
     config = BenchConfig(n=n, repeats=repeats, formats=names, aot=aot, paper_samples=paper_samples)
@@ -214,7 +215,7 @@ def watch(
 ) -> None:
     """Classify each new spectrum-image file in DIRECTORY as it appears; bad files are reported, skipped."""
     from eelsprint.classify import FingerprintClassifier
-    from eelsprint.watch import watch as watch_folder
+    from eelsprint.realtime.watch import watch as watch_folder
 
     clf = FingerprintClassifier.load(model, progress=False)
     counts = {"done": 0, "skipped": 0}

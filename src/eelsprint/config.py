@@ -162,7 +162,7 @@ class TrainConfig:
         Epochs over which the VAE's KL weight rises from 0 to 1.
     variance_holdout : float
         Share of the spectra held out of the raw encoder's training to calibrate
-        its variance (see :func:`eelsprint.train.calibrate_scale`).
+        its variance (see :func:`eelsprint.inference.train.calibrate_scale`).
     seed : int
     """
 
@@ -196,7 +196,7 @@ class InferenceConfig:
         ``"exact"``: Monte Carlo over z and f. ``"fast"``: closed-form expected
         kernel, linearised encoder variance and sigma-point softmax. ``"head"``:
         the real-time path, the raw encoder and a small dense head distilled from
-        the GP's predictive (see :mod:`eelsprint.infer`), one static graph.
+        the GP's predictive (see :mod:`eelsprint.inference.runtime`), one static graph.
     mc_samples : int
         Latent (z) samples in exact mode; each gets ``f_samples`` GP draws.
     f_samples : int

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from eelsprint.baselines import nearest_fingerprint
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
-from eelsprint.io import atomic_write, write_dataset, write_json
-from eelsprint.maps import plot_maps
-from eelsprint.metrics import (
+from eelsprint.data.atomic import atomic_write, write_json
+from eelsprint.data.io import write_dataset
+from eelsprint.data.simulate import simulate_series
+from eelsprint.inference.metrics import (
     accuracy,
     brier_score,
     error_auroc,
@@ -20,7 +20,8 @@ from eelsprint.metrics import (
     negative_log_likelihood,
     ood_auroc,
 )
-from eelsprint.simulate import simulate_series
+from eelsprint.maps import plot_maps
+from eelsprint.report.baselines import nearest_fingerprint
 
 
 def score(ds: Any, labels: np.ndarray) -> dict[str, float]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from eelsprint.uncertainty import Prediction
+from eelsprint.inference.uncertainty import Prediction
 
 _NAV_NAMES = {1: ("pixel",), 2: ("y", "x"), 3: ("frame", "y", "x")}
 
@@ -120,7 +120,7 @@ def plot_maps(ds: xr.Dataset, path: str | Path, truth: np.ndarray | None = None,
         axes[0, 0].annotate(
             "white: in no library class", (0, -0.12), xycoords="axes fraction", fontsize=7, va="top"
         )
-    from eelsprint.io import atomic_write
+    from eelsprint.data.atomic import atomic_write
 
     path = Path(path)
     with atomic_write(path) as tmp:

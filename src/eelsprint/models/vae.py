@@ -40,7 +40,7 @@ class ConvEncoder(nn.Module):
     Inputs are divided by ``input_scale`` (a buffer set at fit time) so that the
     network sees values of order one whatever the spectra's units. The output
     ``scale`` is multiplied by ``scale_factor`` (per latent dimension, a buffer of
-    ones unless calibrated, see :func:`eelsprint.train.calibrate_scale`).
+    ones unless calibrated, see :func:`eelsprint.inference.train.calibrate_scale`).
     """
 
     input_scale: torch.Tensor

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from eelsprint.io import Library, Spectra
+from eelsprint.data.spectra import Library, Spectra
 
 #: Energy axis of the paper's F K-edge window: 677.0 .. 736.75 eV at 0.25 eV.
 ENERGY = np.arange(240) * 0.25 + 677.0

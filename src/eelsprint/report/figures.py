@@ -15,7 +15,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse, Patch
 
-from eelsprint.metrics import ReliabilityCurve
+from eelsprint.inference.metrics import ReliabilityCurve
 
 DPI = 90
 _OUTSIDE = "#b0b0b0"

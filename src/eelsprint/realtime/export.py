@@ -1,4 +1,4 @@
-"""Exporting the real-time graph (:class:`~eelsprint.infer.RealtimeModel`) and loading it back, checked.
+"""Exporting the real-time graph (:class:`~eelsprint.models.head.RealtimeModel`), loaded back checked.
 
 Formats
 -------
@@ -41,11 +41,12 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from eelsprint.data.atomic import atomic_directory
+from eelsprint.data.store import sha256_file
 from eelsprint.exceptions import ExportError, typed_first_line
-from eelsprint.export_tensorrt import dynamic_batch, load_tensorrt, tensorrt_module, write_tensorrt
-from eelsprint.infer import OUTPUTS, RealtimeModel, physical_cores, realtime_model, run_chunks
-from eelsprint.io import atomic_directory
-from eelsprint.store import sha256_file
+from eelsprint.inference.runtime import physical_cores, run_chunks
+from eelsprint.models.head import OUTPUTS, RealtimeModel
+from eelsprint.realtime.tensorrt import dynamic_batch, load_tensorrt, tensorrt_module, write_tensorrt
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
@@ -298,7 +299,7 @@ def export(
         if isinstance(model, FingerprintClassifier)
         else FingerprintClassifier.load(model, progress=False)
     )
-    net = cast(RealtimeModel, realtime_model(clf))
+    net = cast(RealtimeModel, clf.realtime_model())
     probe = probe_batch(clf)
     with torch.inference_mode():
         reference = net(probe)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from eelsprint.infer import physical_cores
+from eelsprint.inference.runtime import physical_cores
 
 #: A pipeline under test: a batch of spectra in, anything out.
 Pipeline = Callable[[torch.Tensor], Any]

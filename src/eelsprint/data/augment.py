@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from eelsprint.config import NuisanceConfig
-from eelsprint.io import Library
-from eelsprint.preprocess import shift_spectra
+from eelsprint.data.preprocess import shift_spectra
+from eelsprint.data.spectra import Library
 
 
 def broaden(data: np.ndarray, energy: np.ndarray, sigma_ev: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The Torch-TensorRT part of :mod:`eelsprint.export`: import guard, engine build, engine load.
+"""The Torch-TensorRT part of :mod:`eelsprint.realtime.export`: import guard, engine build, engine load.
 
 ``torch_tensorrt`` is an optional extra (``pip install 'eelsprint[tensorrt]'``) that
 needs CUDA and an NVIDIA GPU; it is imported only inside these functions.
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from eelsprint.exceptions import ExportError, typed_first_line
-from eelsprint.infer import CastModel, RealtimeModel
+from eelsprint.models.head import CastModel, RealtimeModel
 
 
 def tensorrt_module(cpu_formats: tuple[str, ...]) -> Any:

@@ -1,8 +1,8 @@
 """The parts of an evaluation report: each computes its numbers and the section that shows them.
 
-Called by :func:`eelsprint.report.build_report`; every part adds to one
+Called by :func:`eelsprint.report.build.build_report`; every part adds to one
 ``metrics`` dictionary (written as ``metrics.json``) and returns a
-:class:`~eelsprint.report_html.Section`.
+:class:`~eelsprint.report.html.Section`.
 """
 
 from __future__ import annotations
@@ -14,22 +14,22 @@ import arviz as az
 import numpy as np
 from tqdm.auto import tqdm
 
-from eelsprint import embedding, figures
-from eelsprint.baselines import DESCRIPTIONS, run_baselines
-from eelsprint.posterior import (
+from eelsprint.data.preprocess import pca_denoise
+from eelsprint.inference.sampling import (
     fraction_draws,
     fraction_intervals,
     sample_class_probabilities,
     to_inference_data,
 )
-from eelsprint.preprocess import pca_denoise
-from eelsprint.report_html import Image, Section, Table
-from eelsprint.report_truth import truth_sections
-from eelsprint.scoring import TRUTH_KEYS
+from eelsprint.report import embedding, figures
+from eelsprint.report.baselines import DESCRIPTIONS, run_baselines
+from eelsprint.report.html import Image, Section, Table
+from eelsprint.report.scoring import TRUTH_KEYS
+from eelsprint.report.truth import truth_sections
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
-    from eelsprint.report import Frame, ReportConfig
+    from eelsprint.report.build import Frame, ReportConfig
 
 #: Per-pixel uncertainty terms of eelsprint, higher = less sure.
 TERMS = ("entropy", "aleatoric", "epistemic", "var_from_encoder", "var_from_gp")

@@ -10,11 +10,11 @@ Without ground truth the report holds what needs none (class maps and
 fractions with credible intervals, uncertainty maps, the paper's latent-space
 figures, a posterior-predictive check); with it, accuracy, calibration
 (before and after temperature scaling) and uncertainty quality, for eelsprint
-and for every baseline of :mod:`eelsprint.baselines`.
+and for every baseline of :mod:`eelsprint.report.baselines`.
 
 Examples
 --------
->>> from eelsprint.report import ReportConfig, build_report  # doctest: +SKIP
+>>> from eelsprint.report.build import ReportConfig, build_report  # doctest: +SKIP
 >>> report = build_report(clf, [series.spectra], labels=series.labels)  # doctest: +SKIP
 >>> write_report(report, "report-out")  # doctest: +SKIP
 """
@@ -31,11 +31,12 @@ import arviz as az
 import numpy as np
 from tqdm.auto import tqdm
 
+from eelsprint.data.atomic import atomic_write, write_json
+from eelsprint.data.preprocess import preprocess, resample
+from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import ConfigError, InputDataError
-from eelsprint.io import Spectra, atomic_write, write_json
-from eelsprint.preprocess import preprocess, resample
-from eelsprint.report_html import Section, render
-from eelsprint.report_sections import ReportData, compute_sections
+from eelsprint.report.html import Section, render
+from eelsprint.report.sections import ReportData, compute_sections
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
@@ -68,7 +69,7 @@ class ReportConfig:
     silhouette_points : int
         Frames larger than this are scored on a random subset.
     baselines : bool
-        Run the baselines of :mod:`eelsprint.baselines` too.
+        Run the baselines of :mod:`eelsprint.report.baselines` too.
     seed : int
         Seed of every random choice of the report.
     """
@@ -357,7 +358,7 @@ def run_report(
         The metrics written to ``metrics.json``.
     """
     from eelsprint.classify import FingerprintClassifier
-    from eelsprint.io import read_spectra
+    from eelsprint.data.io import read_spectra
 
     clf = FingerprintClassifier.load(model, progress=progress)
     spectra = [read_spectra(path) for path in data]

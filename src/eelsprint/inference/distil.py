@@ -1,7 +1,7 @@
-"""Distilling the GP's predictive into the dense :class:`~eelsprint.infer.UncertaintyHead`.
+"""Distilling the GP's predictive into the dense :class:`~eelsprint.models.head.UncertaintyHead`.
 
 The teacher is the GP predictive integrated over the raw encoder's latent Gaussian
-(:func:`~eelsprint.uncertainty.predict_fast`, or Monte Carlo with ``teacher="exact"``).
+(:func:`~eelsprint.inference.uncertainty.predict_fast`, or Monte Carlo with ``teacher="exact"``).
 It labels a set of latent Gaussians ``(mu, var)`` that covers what the head will see
 and the places where it must say "I don't know":
 
@@ -26,9 +26,10 @@ import torch
 from torch.nn import functional as F
 
 from eelsprint.config import HeadConfig
-from eelsprint.infer import UncertaintyHead, torch_threads
+from eelsprint.inference.runtime import torch_threads
+from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
+from eelsprint.models.head import UncertaintyHead
 from eelsprint.models.vae import ConvEncoder
-from eelsprint.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 
 __all__ = ["agreement", "distil_head", "distillation_set", "teacher"]
 

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eelsprint import figures
-from eelsprint.metrics import (
+from eelsprint.inference.metrics import (
     accuracy,
     brier_score,
     expected_calibration_error,
@@ -22,12 +21,13 @@ from eelsprint.metrics import (
     reliability_curve,
     selective_curve,
 )
-from eelsprint.recalibrate import TemperatureScaler, latent_moments, scaled_proba
-from eelsprint.report_html import Image, Section, Table
-from eelsprint.scoring import calibration_split, entropy, per_frame_accuracy, truth_scores
+from eelsprint.inference.recalibrate import TemperatureScaler, latent_moments, scaled_proba
+from eelsprint.report import figures
+from eelsprint.report.html import Image, Section, Table
+from eelsprint.report.scoring import calibration_split, entropy, per_frame_accuracy, truth_scores
 
 if TYPE_CHECKING:
-    from eelsprint.report_sections import ReportData
+    from eelsprint.report.sections import ReportData
 
 #: Ablations of eelsprint scored in the report: name -> description.
 ABLATIONS = {

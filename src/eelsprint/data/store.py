@@ -25,8 +25,8 @@ from typing import Any
 import safetensors.torch
 import torch
 
+from eelsprint.data.atomic import atomic_directory
 from eelsprint.exceptions import ModelFileError, first_line
-from eelsprint.io import atomic_directory
 
 __all__ = ["FORMAT_VERSION", "MANIFEST", "META", "WEIGHTS", "load_model_dir", "save_model_dir"]
 

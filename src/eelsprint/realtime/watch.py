@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from eelsprint.data.io import HYPERSPY_SUFFIXES, read_spectra, write_dataset
 from eelsprint.exceptions import EelsprintError, InputDataError, first_line
-from eelsprint.io import HYPERSPY_SUFFIXES, read_spectra, write_dataset
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier

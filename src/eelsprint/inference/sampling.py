@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from eelsprint.uncertainty import GPPosterior
+from eelsprint.inference.uncertainty import GPPosterior
 
 
 @torch.no_grad()

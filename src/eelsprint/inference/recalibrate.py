@@ -27,8 +27,8 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from eelsprint.exceptions import InputDataError, NotFittedError
-from eelsprint.metrics import negative_log_likelihood
-from eelsprint.uncertainty import sigma_point_softmax
+from eelsprint.inference.metrics import negative_log_likelihood
+from eelsprint.inference.uncertainty import sigma_point_softmax
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier

@@ -25,10 +25,10 @@ from scipy.signal import find_peaks
 from sklearn.decomposition import PCA
 from sklearn.gaussian_process import GaussianProcessClassifier
 
-from eelsprint.augment import augment_library
 from eelsprint.config import NuisanceConfig
-from eelsprint.io import Library
-from eelsprint.preprocess import pca_denoise
+from eelsprint.data.augment import augment_library
+from eelsprint.data.preprocess import pca_denoise
+from eelsprint.data.spectra import Library
 
 #: Baseline name -> what it is, for reports.
 DESCRIPTIONS = {

@@ -12,8 +12,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from eelsprint.config import PreprocessConfig
+from eelsprint.data.spectra import Library, Spectra
 from eelsprint.exceptions import InputDataError
-from eelsprint.io import Library, Spectra
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from eelsprint.metrics import (
+from eelsprint.inference.metrics import (
     accuracy,
     brier_score,
     confusion,

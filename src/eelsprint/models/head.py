@@ -1,57 +1,29 @@
-"""The real-time path: raw encoder + distilled uncertainty head, one static torch graph.
+"""The distilled uncertainty head and the real-time graph built around it (torch only).
 
 ``spectra (B, n_channels) -> raw encoder -> latent mean and variance -> dense head ->
 proba, entropy, aleatoric, epistemic`` (plus the latent moments and the variance
 split), with no Python control flow, no sampling and no GP solve in it, so the same
 module runs eagerly, under ``torch.export``/AOTInductor, ONNX Runtime, TorchScript and
-TensorRT (:mod:`eelsprint.export`).
+TensorRT (:mod:`eelsprint.realtime.export`).
 
 The head (:class:`UncertaintyHead`) is distilled from the GP's predictive
-(:mod:`eelsprint.distil`) at the end of :meth:`FingerprintClassifier.fit`; it is the
-paper's low-latency variant with the uncertainty terms kept. Its cost in accuracy and
-calibration against the GP is measured by ``eelsprint bench`` and stored in the
-model's diagnostics.
-
-Speed: chunks of 256-1,024 spectra keep the intermediates in cache (one 13,680 batch
-is several times slower: fresh pages on every call), ``torch.inference_mode`` and one
-thread per physical core (:func:`physical_cores`).
+(:mod:`eelsprint.inference.distil`) at the end of :meth:`FingerprintClassifier.fit`; it is
+the paper's low-latency variant with the uncertainty terms kept.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from eelsprint.exceptions import ConfigError, NotFittedError
+from eelsprint.exceptions import ConfigError
 from eelsprint.models.vae import ConvEncoder
-from eelsprint.uncertainty import Prediction
 
-if TYPE_CHECKING:
-    from eelsprint.classify import FingerprintClassifier
-
-__all__ = [
-    "CHUNKS",
-    "OUTPUTS",
-    "CastModel",
-    "Precision",
-    "RealtimeModel",
-    "UncertaintyHead",
-    "physical_cores",
-    "predict_head",
-    "realtime_model",
-    "run_chunks",
-    "torch_threads",
-    "with_precision",
-]
+__all__ = ["OUTPUTS", "CastModel", "Precision", "RealtimeModel", "UncertaintyHead", "with_precision"]
 
 #: Names of :class:`RealtimeModel`'s outputs, in order.
 OUTPUTS = (
@@ -68,9 +40,6 @@ OUTPUTS = (
 #: or int8 dynamic quantisation of the dense layers (convolutions stay float32).
 Precision = Literal["fp32", "bf16", "int8"]
 #: Spectra per call of the graph by precision: large enough to amortise the call, small
-#: enough that the intermediates stay in cache (measured on a 2-core Zen 4).
-CHUNKS = {"fp32": 512, "bf16": 1024, "int8": 512}
-CHUNK = CHUNKS["fp32"]
 
 
 class UncertaintyHead(nn.Module):
@@ -130,7 +99,7 @@ class UncertaintyHead(nn.Module):
 
 
 class RealtimeModel(nn.Module):
-    """The plain wrapper exported by :mod:`eelsprint.export`: spectra -> the outputs in :data:`OUTPUTS`.
+    """The plain wrapper exported by :mod:`eelsprint.realtime.export`: spectra -> :data:`OUTPUTS`.
 
     A copy of the raw encoder followed by the head, rearranged for speed without changing
     the arithmetic: the input scale is folded into the first convolution, the two dense
@@ -241,115 +210,3 @@ def with_precision(model: RealtimeModel, precision: Precision) -> nn.Module:
 
             return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8).eval()
     raise ConfigError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
-
-
-def realtime_model(clf: FingerprintClassifier, precision: Precision = "fp32") -> nn.Module:
-    """The classifier's :class:`RealtimeModel` (cached on it until it is re-fitted or re-loaded).
-
-    Raises
-    ------
-    NotFittedError
-        If the classifier has no distilled head (fitted with ``head.enabled = false``
-        or saved by an older eelsprint).
-    """
-    clf._check_fitted()
-    head = getattr(clf, "head_", None)
-    if head is None:
-        raise NotFittedError(
-            "this model has no distilled head (mode 'head'); re-fit it with [head] enabled = true, "
-            "or use mode 'fast' or 'exact'"
-        )
-    cache: dict[tuple[Any, ...], nn.Module] = clf.__dict__.setdefault("_realtime_cache", {})
-    key = (precision, id(head), id(clf.raw_encoder_))
-    if key not in cache:
-        if len(cache) > 4:
-            cache.clear()
-        cache[key] = with_precision(RealtimeModel(clf.raw_encoder_, head), precision)
-    return cache[key]
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads counted once)."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return max(1, len(allowed))
-    cores, processor, physical = set(), None, "0"
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "processor":
-            processor = int(value)
-        elif key == "physical id":
-            physical = value
-        elif key == "core id" and processor in allowed:
-            cores.add((physical, value))
-    return max(1, len(cores) or len(allowed))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None = None) -> Iterator[int]:
-    """Run the body with ``n`` torch threads (default: :func:`physical_cores`), then restore."""
-    previous = torch.get_num_threads()
-    n = n or physical_cores()
-    torch.set_num_threads(n)
-    try:
-        yield n
-    finally:
-        torch.set_num_threads(previous)
-
-
-def run_chunks(model: Any, x: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, ...]:
-    """Apply ``model`` to ``x`` in chunks of ``chunk`` spectra under ``torch.inference_mode``.
-
-    Parameters
-    ----------
-    model : callable
-        Maps a ``(b, n_channels)`` float32 tensor to a tuple of tensors with ``b`` rows.
-    x : Tensor of shape (N, n_channels)
-    chunk : int
-
-    Returns
-    -------
-    tuple of Tensor
-        Each model output for all ``N`` spectra.
-    """
-    with torch.inference_mode():
-        parts = [model(x[start : start + chunk]) for start in range(0, len(x), chunk)]
-        return tuple(torch.cat(outs) for outs in zip(*parts, strict=True))
-
-
-def predict_head(
-    clf: FingerprintClassifier, x: np.ndarray, precision: Precision | None = None
-) -> tuple[Prediction, np.ndarray, np.ndarray]:
-    """Mode ``"head"`` of :meth:`FingerprintClassifier.classify` on model-ready spectra.
-
-    Parameters
-    ----------
-    clf : FingerprintClassifier
-        A fitted classifier with a distilled head.
-    x : ndarray of shape (N, n_channels)
-        Spectra already preprocessed and on the model's energy axis.
-    precision : {"fp32", "bf16", "int8"}, optional
-        Default: the model's ``inference.head_precision``.
-
-    Returns
-    -------
-    prediction : Prediction
-    latent_mean, latent_var : ndarray of shape (N, latent_dim)
-    """
-    precision = precision or clf.config_.inference.head_precision
-    model = realtime_model(clf, precision)
-    with torch_threads():
-        spectra = torch.as_tensor(x, dtype=torch.float32)
-        out = dict(zip(OUTPUTS, run_chunks(model, spectra, CHUNKS[precision]), strict=True))
-    pred = Prediction(
-        out["proba"],
-        out["entropy"],
-        out["aleatoric"],
-        out["epistemic"],
-        out["var_from_encoder"],
-        out["var_from_gp"],
-    )
-    return pred, out["latent_mean"].numpy(), out["latent_var"].numpy()

@@ -29,14 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from eelsprint.bench.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gflops, throughput
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
 from eelsprint.exceptions import ConfigError
-from eelsprint.export import CPU_FORMATS, export
-from eelsprint.infer import CHUNKS, RealtimeModel, realtime_model, torch_threads
-from eelsprint.metrics import accuracy, expected_calibration_error, ood_auroc
-from eelsprint.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gflops, throughput
-from eelsprint.uncertainty import predict_exact, predict_fast
+from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
+from eelsprint.inference.runtime import CHUNKS, torch_threads
+from eelsprint.inference.uncertainty import predict_exact, predict_fast
+from eelsprint.models.head import RealtimeModel
+from eelsprint.realtime.export import CPU_FORMATS, export
 
 __all__ = [
     "REDUCED_PRECISION_BUDGET",
@@ -95,7 +96,7 @@ class BenchConfig:
 
 def bench_spectra(clf: FingerprintClassifier, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """``n`` model-ready spectra and labels: the simulator's if it fits the model, else noisy library."""
-    from eelsprint.simulate import ENERGY, simulate_series
+    from eelsprint.data.simulate import ENERGY, simulate_series
 
     if clf.energy_.shape == ENERGY.shape and np.allclose(clf.energy_, ENERGY):
         series = simulate_series(n_frames=-(-n // FRAME), seed=seed + 1)
@@ -113,7 +114,7 @@ def _paper_classifier(clf: FingerprintClassifier, samples: int, seed: int) -> An
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessClassifier
 
-    from eelsprint.train import latent_training_set
+    from eelsprint.inference.train import latent_training_set
 
     lib = clf.library_
     z, y = latent_training_set(
@@ -130,11 +131,11 @@ def _paper_classifier(clf: FingerprintClassifier, samples: int, seed: int) -> An
 
 def default_model(log: Callable[[str], None] = print) -> FingerprintClassifier:
     """The shipped ``models/default`` if present, else a model fitted quickly on the simulator."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
         if (root / "models" / "default" / "manifest.json").is_file():
             log(f"model: {root / 'models' / 'default'}")
             return FingerprintClassifier.load(root / "models" / "default", progress=False)
-    from eelsprint.simulate import simulate_series
+    from eelsprint.data.simulate import simulate_series
 
     log("model: none shipped; fitting a quick one on 3 simulated frames (about a minute)")
     quick = Config.from_dict(
@@ -178,9 +179,9 @@ def _pipelines(
 
     pipes: dict[str, tuple[Pipeline, int]] = {
         "encoder_eager": (encoder_only, config.chunk),
-        "head_fp32": (head(realtime_model(clf, "fp32")), config.chunk),
-        "head_bf16": (head(realtime_model(clf, "bf16")), config.chunk_bf16),
-        "head_int8": (head(realtime_model(clf, "int8")), config.chunk),
+        "head_fp32": (head(clf.realtime_model("fp32")), config.chunk),
+        "head_bf16": (head(clf.realtime_model("bf16")), config.chunk_bf16),
+        "head_int8": (head(clf.realtime_model("int8")), config.chunk),
     }
     for fmt in config.formats:
         start = time.perf_counter()
@@ -250,7 +251,7 @@ def run_bench(
     x_np, labels = bench_spectra(clf, config.n, config.seed)
     x = torch.from_numpy(x_np)
     if getattr(clf, "head_", None) is None:  # a model saved before the head existed
-        from eelsprint.distil import distil_head
+        from eelsprint.inference.distil import distil_head
 
         log("model has no distilled head: distilling one on the first 4,096 bench spectra")
         clf.head_, _ = distil_head(clf.raw_encoder_, clf.gp_, x[:4096], clf.config_.head, config.seed)
@@ -294,7 +295,7 @@ def run_bench(
             candidates.remove(name)
     fast = max(candidates, key=lambda n: rows[n]["spectra_per_s"])
     lowest = min(candidates, key=lambda n: rows[n]["b32_latency_ms"])
-    net = realtime_model(clf)
+    net = clf.realtime_model()
     flops = net.flops_per_spectrum(x.shape[1]) if isinstance(net, RealtimeModel) else 0
     return {
         "fast_pipeline": fast,

@@ -1,0 +1,3 @@
+"""Benchmarks: every inference path timed side by side (``eelsprint bench``)."""
+
+__all__: list[str] = []

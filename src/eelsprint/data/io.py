@@ -1,0 +1,413 @@
+"""Reading spectra and fingerprint libraries, and writing results safely.
+
+This is the only module that touches HyperSpy / RosettaSciIO. HyperSpy is imported lazily,
+inside the loaders, because its import is slow and prints warnings; those warnings and its
+log messages are silenced while it runs.
+
+Every problem with a user's file raises :class:`~eelsprint.exceptions.InputDataError` with a
+one-line message that starts with the file's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eelsprint.data.atomic import atomic_write
+from eelsprint.data.spectra import Library, Spectra, _as_float
+from eelsprint.exceptions import InputDataError, first_line
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "HYPERSPY_SUFFIXES",
+    "MXENE_LABELS",
+    "as_spectra",
+    "library_from_arrays",
+    "read_dataset",
+    "read_library",
+    "read_mxene_library",
+    "read_spectra",
+    "spectra_from_array",
+    "spectra_from_signal",
+    "write_dataset",
+]
+
+#: File endings read through ``hyperspy.api.load``.
+HYPERSPY_SUFFIXES = (".hspy", ".hdf5", ".dm3", ".dm4", ".msa")
+#: Class names of the labels 0..3 of the paper's MXene release.
+MXENE_LABELS = ("F50", "F25", "F12.5", "F0")
+
+PathLike = str | os.PathLike[str]
+
+
+# --------------------------------------------------------------------------- HyperSpy
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence warnings and log records (WARNING and below) while HyperSpy runs."""
+    previous = logging.root.manager.disable
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(previous)
+
+
+def _hyperspy_load(path: Path) -> Any:
+    with _quiet():
+        import hyperspy.api as hs
+
+        return hs.load(path, lazy=False)
+
+
+def _signal_to_spectra(signal: Any, source: str) -> Spectra:
+    """Check a HyperSpy signal and convert it; navigation shape kept in numpy order."""
+    axes = signal.axes_manager
+    if axes.signal_dimension != 1:
+        raise InputDataError(
+            f"{source}: expected a 1-D spectrum signal, got signal dimension {axes.signal_dimension}"
+        )
+    axis = axes.signal_axes[0]
+    if not getattr(axis, "is_uniform", True):
+        raise InputDataError(f"{source}: energy axis is not uniform; resample it onto even steps first")
+    units = axis.units.strip() if isinstance(axis.units, str) else ""
+    factors = {"eV": 1.0, "keV": 1000.0}
+    if units not in factors:
+        raise InputDataError(
+            f"{source}: has no energy axis in eV (signal axis units are {units or 'unset'!r})"
+        )
+    energy = np.asarray(axis.axis, dtype=np.float64) * factors[units]
+    data = np.asarray(signal.data)
+    return Spectra(_as_float(data, "spectra", source), energy, source)
+
+
+def spectra_from_signal(signal: Any) -> Spectra:
+    """Convert an in-memory HyperSpy ``Signal1D`` (e.g. an ``EELSSpectrum``).
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        A signal with one uniform signal axis in eV or keV.
+
+    Returns
+    -------
+    Spectra
+        Data in HyperSpy's numpy order ``(*nav, channels)``; energy in eV.
+
+    Raises
+    ------
+    InputDataError
+        If the signal is not 1-D, its axis is not uniform or not in eV, or it holds NaN/inf.
+    """
+    title = getattr(getattr(signal, "metadata", None), "General", None)
+    source = f"<signal {getattr(title, 'title', '') or 'untitled'}>"
+    with _quiet():
+        return _signal_to_spectra(signal, source)
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+def _existing_file(path: PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputDataError(f"{path}: file not found")
+    if not path.is_file():
+        raise InputDataError(f"{path}: is not a file")
+    return path
+
+
+def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    try:
+        # open the file here: np.load leaks its own handle when the zip archive is corrupt
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
+            missing = [key for key in keys if key not in npz.files]
+            if missing:
+                raise InputDataError(f"{path}: missing array(s) {missing}; found {sorted(npz.files)}")
+            return {key: np.asarray(npz[key]) for key in keys}
+    except InputDataError:
+        raise
+    except Exception as err:  # readers fail in many ways
+        raise InputDataError(f"{path}: cannot read .npz file ({first_line(err)})") from None
+
+
+def spectra_from_array(x: Any, energy: Any, source: str = "<array>") -> Spectra:
+    """Wrap an array of spectra, shape ``(*nav, channels)`` or ``(*nav, channels, 1)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Spectra with energy on the last axis; a trailing singleton axis is dropped.
+    energy : array_like
+        Energy of each channel in eV, strictly increasing.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Spectra
+
+    Raises
+    ------
+    InputDataError
+        If shapes disagree or the values are not finite numbers.
+    """
+    data = _as_float(x, "spectra", source)
+    axis = _as_float(energy, "energy axis", source)
+    if data.ndim >= 2 and data.shape[-1] == 1 and axis.size == data.shape[-2]:
+        data = data[..., 0]
+    return Spectra(data, axis, source)
+
+
+def as_spectra(x: Any, energy: Any = None, source: str = "<array>") -> Spectra:
+    """Accept :class:`Spectra`, a HyperSpy ``Signal1D`` or an array with its energy axis.
+
+    Parameters
+    ----------
+    x : Spectra, hyperspy.signals.Signal1D or array_like
+        The spectra; an array has energy on its last axis.
+    energy : array_like, optional
+        Energy axis (eV); required for an array, and if given with ``Spectra`` it must match.
+    source : str
+        Name used in error messages for an array.
+
+    Returns
+    -------
+    Spectra
+
+    Raises
+    ------
+    InputDataError
+        If an array comes without an energy axis, or the given axis disagrees with ``x``'s.
+    """
+    if isinstance(x, Spectra):
+        spectra = x
+    elif hasattr(x, "axes_manager"):
+        spectra = spectra_from_signal(x)
+    elif energy is None:
+        raise InputDataError(
+            f"{source}: got an array of shape {np.shape(x)} without its energy axis; "
+            "pass energy=<(n_channels,) eV>"
+        )
+    else:
+        return spectra_from_array(x, energy, source)
+    if energy is not None and not (
+        np.shape(energy) == spectra.energy.shape and np.allclose(energy, spectra.energy, rtol=0, atol=1e-9)
+    ):
+        raise InputDataError(
+            f"{spectra.source}: the energy given disagrees with the spectra's own energy axis"
+        )
+    return spectra
+
+
+def read_spectra(path: PathLike) -> Spectra:
+    """Read spectra from ``.npz`` (arrays ``x`` and ``energy``) or a HyperSpy-readable file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npz``, ``.hspy``, ``.hdf5``, ``.dm3``, ``.dm4`` or ``.msa``.
+
+    Returns
+    -------
+    Spectra
+        Navigation shape as stored (HyperSpy's numpy order); energy in eV.
+
+    Raises
+    ------
+    InputDataError
+        Missing, unreadable or unsupported file, not exactly one 1-D signal, an energy
+        axis that is non-uniform or not in eV, or NaN/inf values.
+    """
+    path = _existing_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        arrays = _load_npz(path, ("x", "energy"))
+        return spectra_from_array(arrays["x"], arrays["energy"], str(path))
+    if suffix not in HYPERSPY_SUFFIXES:
+        supported = ", ".join((".npz", *HYPERSPY_SUFFIXES))
+        raise InputDataError(f"{path}: unsupported file type {path.suffix!r}; expected one of {supported}")
+    try:
+        loaded = _hyperspy_load(path)
+    except Exception as err:  # readers fail in many ways
+        raise InputDataError(f"{path}: cannot read file ({first_line(err)})") from None
+    if isinstance(loaded, list):
+        if len(loaded) != 1:
+            raise InputDataError(f"{path}: file holds {len(loaded)} signals; expected exactly one")
+        loaded = loaded[0]
+    with _quiet():
+        return _signal_to_spectra(loaded, str(path))
+
+
+# --------------------------------------------------------------------------- libraries
+
+
+def library_from_arrays(spectra: Any, energy: Any, labels: Any, source: str = "<array>") -> Library:
+    """Build a :class:`Library`; spectra of shape ``(n, channels, 1)`` are squeezed.
+
+    Parameters
+    ----------
+    spectra : array_like
+        Shape ``(n, channels)`` (or ``(n, channels, 1)``).
+    energy : array_like
+        Shape ``(channels,)`` in eV.
+    labels : array_like of str
+        Shape ``(n,)``; several spectra may share a label.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Library
+    """
+    data = _as_float(spectra, "library spectra", source)
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return Library(data, _as_float(energy, "energy axis", source), np.asarray(labels), source)
+
+
+def _read_library_csv(path: Path) -> Library:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputDataError(f"{path}: cannot read CSV file ({first_line(err)})") from None
+    if len(rows) < 3 or len(rows[0]) < 3:
+        raise InputDataError(
+            f"{path}: expected a header row (energy, label, label, ...) and at least two energy rows"
+        )
+    header = rows[0]
+    values = np.empty((len(rows) - 1, len(header)))
+    for r, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise InputDataError(f"{path}: line {r} has {len(row)} columns, the header has {len(header)}")
+        for c, cell in enumerate(row):
+            try:
+                values[r - 2, c] = float(cell)
+            except ValueError:
+                raise InputDataError(f"{path}: line {r}, column {c + 1}: {cell!r} is not a number") from None
+    return Library(values[:, 1:].T, values[:, 0], np.array(header[1:], dtype=str), str(path))
+
+
+def read_mxene_library(directory: PathLike) -> Library:
+    """Read the paper's release: ``MXene_DFT_Data.npy``, ``MXene_DFT_Labels.npy``, ``MXene_EELS_axis.npy``.
+
+    Labels 0..3 become ``"F50"``, ``"F25"``, ``"F12.5"`` and ``"F0"``.
+
+    Parameters
+    ----------
+    directory : str or path-like
+        Folder holding the three ``.npy`` files.
+
+    Returns
+    -------
+    Library
+    """
+    directory = Path(directory)
+    arrays = {}
+    for name in ("MXene_DFT_Data", "MXene_DFT_Labels", "MXene_EELS_axis"):
+        file = directory / f"{name}.npy"
+        if not file.is_file():
+            raise InputDataError(f"{file}: file not found")
+        try:
+            arrays[name] = np.load(file, allow_pickle=False)
+        except Exception as err:  # readers fail in many ways
+            raise InputDataError(f"{file}: cannot read .npy file ({first_line(err)})") from None
+    codes = np.asarray(arrays["MXene_DFT_Labels"]).ravel()
+    if codes.dtype.kind not in "iu" or codes.min(initial=0) < 0 or codes.max(initial=0) >= len(MXENE_LABELS):
+        raise InputDataError(
+            f"{directory}: MXene_DFT_Labels.npy must hold integers 0..{len(MXENE_LABELS) - 1}"
+        )
+    labels = np.array([MXENE_LABELS[int(code)] for code in codes], dtype=str)
+    return library_from_arrays(arrays["MXene_DFT_Data"], arrays["MXene_EELS_axis"], labels, str(directory))
+
+
+def read_library(path: PathLike) -> Library:
+    """Read a fingerprint library.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npz`` with arrays ``energy``, ``spectra`` (n, channels) and ``labels`` (n,);
+        ``.csv`` whose first column is energy (eV) and each further column one spectrum,
+        headed by its label (repeated labels allowed); or a folder in the paper's release
+        format (see :func:`read_mxene_library`).
+
+    Returns
+    -------
+    Library
+
+    Raises
+    ------
+    InputDataError
+        Missing, unreadable or unsupported file, inconsistent shapes, NaN/inf, or fewer
+        than two classes.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return read_mxene_library(path)
+    path = _existing_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        arrays = _load_npz(path, ("energy", "spectra", "labels"))
+        return library_from_arrays(arrays["spectra"], arrays["energy"], arrays["labels"], str(path))
+    if suffix == ".csv":
+        return _read_library_csv(path)
+    raise InputDataError(f"{path}: unsupported library file type {path.suffix!r}; expected .npz or .csv")
+
+
+# --------------------------------------------------------------------------- NetCDF
+
+
+def write_dataset(ds: xr.Dataset, path: PathLike) -> None:
+    """Write an ``xarray.Dataset`` as NetCDF-4 (engine ``h5netcdf``), atomically.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        What to write.
+    path : str or path-like
+        Output file (``.nc``); replaced only once the whole file is written.
+    """
+    with atomic_write(path) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def read_dataset(path: PathLike) -> xr.Dataset:
+    """Read a NetCDF file written by :func:`write_dataset` fully into memory and close it.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.nc`` file.
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    InputDataError
+        If the file is missing or not readable NetCDF.
+    """
+    import xarray as xr
+
+    path = _existing_file(path)
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    except Exception as err:  # readers fail in many ways
+        raise InputDataError(f"{path}: cannot read NetCDF file ({first_line(err)})") from None

@@ -1,0 +1,3 @@
+"""Evaluation reports: sections, figures, latent-space embeddings, baselines, scoring and HTML."""
+
+__all__: list[str] = []
