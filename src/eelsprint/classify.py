@@ -1,46 +1,59 @@
-"""`FingerprintClassifier`: the scikit-learn-style estimator that ties eelsprint together.
+"""`FingerprintClassifier`: the scikit-learn estimator that ties eelsprint together.
 
-fit: preprocess -> library on the data's axis (+ nuisance) -> PCA target ->
-Pyro VAE -> raw encoder -> library latents -> GPyTorch classifier.
-predict: preprocess -> raw encoder N(mu, var) -> integrate over z and f.
+fit and predict run :mod:`eelsprint.inference.pipeline`: preprocess -> Pyro VAE -> raw
+encoder -> GPyTorch classifier; predict integrates over the encoder's N(mu, var) and f.
+
+The estimator owns its state: only this module sets its ``*_`` attributes.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import xarray as xr
+from sklearn.base import BaseEstimator
 from torch import nn
-from tqdm.auto import tqdm
 
-from eelsprint.config import Config
-from eelsprint.data.augment import augment_library
+from eelsprint.config import MODES, Config, check_choice
 from eelsprint.data.io import as_spectra
-from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess, resample
+from eelsprint.data.preprocess import preprocess, resample
 from eelsprint.data.spectra import Library, Spectra
-from eelsprint.data.store import load_model_dir, save_model_dir
-from eelsprint.exceptions import InputDataError, NotFittedError
-from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
-from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
+from eelsprint.data.store import default_model_path, load_model_dir, save_model_dir
+from eelsprint.exceptions import ConfigError, NotFittedError
+from eelsprint.inference import pipeline
+from eelsprint.inference.pipeline import FittedParts, resolve_device
+from eelsprint.inference.uncertainty import Prediction
 from eelsprint.models.head import Precision, RealtimeModel, with_precision
-from eelsprint.models.vae import ConvEncoder, SpectrumVAE
+
+__all__ = ["FingerprintClassifier"]
+
+Device = Literal["cpu", "cuda", "auto"]
 
 
-class FingerprintClassifier:
+class FingerprintClassifier(BaseEstimator):
     """Label noisy EELS spectra against a fingerprint library, with calibrated uncertainty.
+
+    A scikit-learn estimator: ``get_params``/``set_params`` and :func:`sklearn.base.clone`
+    work; ``__init__`` stores its keyword-only arguments unchanged.
 
     Parameters
     ----------
     config : Config, optional
-        All settings; ``Config()`` when omitted.
+        All settings; ``Config()`` when omitted. ``config.train.seed`` seeds every random
+        draw of ``fit`` (local generators; the global torch RNG is left as it was).
     progress : bool
         Show progress bars during training and long classification.
+    device : {"cpu", "cuda", "auto"}
+        Where ``fit`` trains and where prediction runs (``"cuda:1"`` picks a GPU;
+        ``"auto"``: CUDA when available). Default ``"cpu"``: reproducible bit for bit, and
+        the CPU is what the real-time paths are tuned for. Changing it on a fitted
+        estimator (``set_params``) moves the model at the next prediction. Results always
+        come back as numpy arrays on the CPU.
 
     Attributes
     ----------
@@ -52,6 +65,10 @@ class FingerprintClassifier:
     gp_ : GPPosterior
     head_ : UncertaintyHead or None
         The dense head distilled from the GP for mode ``"head"`` (:mod:`eelsprint.inference.runtime`).
+    library_ : Library
+        The library on the model's axis.
+    device_ : torch.device
+        Where the fitted modules are.
     diagnostics_ : dict
         Training diagnostics (latent KL per dimension, active dimensions, raw-encoder loss,
         the head's agreement with the GP under ``"head"``).
@@ -66,13 +83,16 @@ class FingerprintClassifier:
     (2, 10, 12, 4)
     """
 
-    def __init__(self, *, config: Config | None = None, progress: bool = True) -> None:
+    def __init__(
+        self, *, config: Config | None = None, progress: bool = True, device: Device | str = "cpu"
+    ) -> None:
         self.config = config
         self.progress = progress
+        self.device = device
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, X: Any, library: Library, energy: np.ndarray | None = None) -> FingerprintClassifier:
-        """Train the VAE, the raw encoder and the GP classifier.
+        """Train the VAE, the raw encoder, the GP classifier and the real-time head on ``device``.
 
         Parameters
         ----------
@@ -86,68 +106,46 @@ class FingerprintClassifier:
         Returns
         -------
         self
+
+        Raises
+        ------
+        InputDataError
+            Bad spectra or library, or no energy overlap between them.
+        ConfigError
+            ``device`` unknown, or ``"cuda"`` where there is no CUDA.
         """
-        cfg = self.config or Config()
-        torch.manual_seed(cfg.train.seed)
-        rng = np.random.default_rng(cfg.train.seed)
-        spectra = preprocess(as_spectra(X, energy), cfg.preprocess)
-        lib = library_on_axis(library, spectra.energy, cfg.preprocess)
-        spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
-        x = spectra.flat()
-        if len(x) < 2:
-            raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
-        target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
-        augmented = augment_library(lib, cfg.nuisance, rng)
-        scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
+        device = resolve_device(self.device)
+        spectra, cfg = as_spectra(X, energy), self.config or Config()
+        self._set_parts(pipeline.fit_parts(spectra, library, cfg, device, self.progress), device)
+        return self
 
-        n_channels = spectra.n_channels
-        vae = SpectrumVAE(n_channels, cfg.model)
-        raw = ConvEncoder(n_channels, cfg.model)
-        for buffer in (vae.encoder.input_scale, vae.decoder.output_scale, raw.input_scale):
-            buffer.fill_(scale)
-        t = torch.as_tensor
-        vae_x = t(np.concatenate([target, augmented.spectra]), dtype=torch.float32)
-        diag = train_vae(vae, vae_x, cfg.train, cfg.model, self.progress)
-        raw_loss, variance_ratio = train_raw_encoder(
-            raw,
-            vae.encoder,
-            t(x, dtype=torch.float32),
-            t(target, dtype=torch.float32),
-            cfg.train,
-            self.progress,
-        )
-        per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + cfg.nuisance.n_augment))
-        z, y = latent_training_set(
-            vae.encoder,
-            t(augmented.spectra, dtype=torch.float32),
-            t(augmented.class_index),
-            per_spectrum,
-            cfg.train.seed,
-        )
-        gp, _ = train_gp(z, y, len(lib.classes), cfg.model, cfg.train, self.progress)
+    def _set_parts(self, parts: FittedParts, device: torch.device) -> None:
+        self.config_ = parts.config
+        self.vae_, self.raw_encoder_, self.gp_ = parts.vae, parts.raw_encoder, parts.gp
+        self.head_ = parts.head
+        self.classes_, self.energy_, self.library_ = parts.classes, parts.energy, parts.library
+        self.diagnostics_ = parts.diagnostics
+        self.device_ = device
+        self._realtime_cache: dict[tuple[Any, ...], nn.Module] = {}
 
-        self.config_ = cfg
-        self.vae_, self.raw_encoder_, self.gp_ = vae, raw, GPPosterior.from_model(gp)
-        self.classes_ = lib.classes
-        self.energy_ = spectra.energy
-        self.library_ = lib
-        self.diagnostics_ = {
-            "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
-            "kl_total": round(diag.kl_total, 3),
-            "active_dims": diag.active_dims,
-            "raw_encoder_nll": round(raw_loss, 4),
-            "raw_variance_ratio": None if math.isnan(variance_ratio) else round(variance_ratio, 4),
-            "raw_scale_factor": [round(float(v), 4) for v in raw.scale_factor],
-            "n_spectra": len(x),
-            "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
-        }
-        self.head_ = None
-        if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
-            from eelsprint.inference.distil import distil_head
+    def _parts(self) -> FittedParts:
+        return FittedParts(
+            self.config_, self.vae_, self.raw_encoder_, self.gp_, self.head_,
+            self.classes_, self.energy_, self.library_, self.diagnostics_,
+        )  # fmt: skip
 
-            self.head_, self.diagnostics_["head"] = distil_head(
-                raw, self.gp_, t(x, dtype=torch.float32), cfg.head, cfg.train.seed
-            )
+    def distil_head(self, X: Any, energy: np.ndarray | None = None) -> FingerprintClassifier:
+        """Distil (again) the real-time head of mode ``"head"`` on spectra ``X``.
+
+        For a model saved without one (``head.enabled = false`` or eelsprint 0.1).
+        Replaces ``head_`` and ``diagnostics_["head"]``; returns ``self``.
+        """
+        from eelsprint.inference.distil import distil_head
+
+        x = torch.as_tensor(self.prepare(X, energy).flat(), dtype=torch.float32, device=self._on_device())
+        head, report = distil_head(self.raw_encoder_, self.gp_, x, self.config_.head, self.config_.train.seed)
+        self.head_, self.diagnostics_ = head, {**self.diagnostics_, "head": report}
+        self._realtime_cache.clear()
         return self
 
     # -- prediction ----------------------------------------------------------------------------
@@ -155,71 +153,162 @@ class FingerprintClassifier:
         if not hasattr(self, "gp_"):
             raise NotFittedError("this FingerprintClassifier is not fitted yet; call fit() or load() first")
 
-    def _model_input(self, X: Any, energy: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...], str]:
-        """Preprocess as at fit time and put on the model's axis -> (flat spectra, nav shape, source)."""
+    def _on_device(self) -> torch.device:
+        """Move the fitted state to ``device`` if it was changed since fit/load; the device."""
+        self._check_fitted()
+        device = resolve_device(self.device)
+        if device != self.device_:
+            self._set_parts(self._parts().to(device), device)
+        return device
+
+    def _mode(self, mode: str | None) -> str:
+        """``mode`` checked against :data:`eelsprint.config.MODES`; ``None``: the configured mode."""
+        if mode is None:
+            self._check_fitted()
+            return self.config_.inference.mode
+        check_choice("mode", mode, MODES)
+        return mode
+
+    def live_mode(self, mode: str | None = None) -> str:
+        """The mode for live data: ``mode`` if given (checked), else ``"head"`` when the model
+        has a distilled head, else the configured mode (used by :meth:`stream` and ``watch``)."""
+        self._check_fitted()
+        return self._mode(mode or ("head" if self.head_ is not None else None))
+
+    def prepare(self, X: Any, energy: np.ndarray | None = None) -> Spectra:
+        """``X`` preprocessed as at fit time, on the model's energy axis, navigation shape kept.
+
+        Takes ``X`` and ``energy`` as :meth:`predict_proba` does and raises the same
+        ``NotFittedError`` and ``InputDataError``.
+        """
         self._check_fitted()
         if not isinstance(X, Spectra) and energy is None and np.shape(X)[-1:] == self.energy_.shape:
-            spectra = as_spectra(X, self.energy_)
-        else:
-            spectra = preprocess(as_spectra(X, energy), self.config_.preprocess)
-            spectra = resample(spectra, self.energy_)
+            return as_spectra(X, self.energy_)
+        return resample(preprocess(as_spectra(X, energy), self.config_.preprocess), self.energy_)
+
+    def _model_input(self, X: Any, energy: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...], str]:
+        spectra = self.prepare(X, energy)
         return spectra.flat(), spectra.nav_shape, spectra.source
 
     def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The raw encoder's latent mean and variance, each of shape (..., latent_dim)."""
+        """The raw encoder's latent Gaussian per spectrum.
+
+        Parameters
+        ----------
+        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+            Raw spectra, any navigation shape ``(...)``; an array on the model's axis
+            (``n_channels == len(energy_)``) needs no ``energy``.
+        energy : ndarray of shape (n_channels,), optional
+            Energy axis (eV) of a plain array that is not on the model's axis.
+
+        Returns
+        -------
+        latent_mean, latent_var : ndarray of shape (..., latent_dim)
+            Mean and variance of ``q(z | x)``; ``(...)`` is the navigation shape of ``X``.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit`` or ``load``.
+        InputDataError
+            No energy axis for an array, or data that do not cover the model's axis.
+        """
         x, nav, _ = self._model_input(X, energy)
-        mu, var = self._encode(torch.as_tensor(x, dtype=torch.float32))
-        return mu.numpy().reshape(*nav, -1), var.numpy().reshape(*nav, -1)
+        with torch.no_grad():
+            mu, scale = self.raw_encoder_(torch.as_tensor(x, dtype=torch.float32, device=self._on_device()))
+        return mu.cpu().numpy().reshape(*nav, -1), scale.pow(2).cpu().numpy().reshape(*nav, -1)
 
-    @torch.no_grad()
-    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loc, scale = self.raw_encoder_(x)
-        return loc, scale.pow(2)
-
-    @torch.no_grad()
-    def _predict_chunks(self, x: np.ndarray, mode: str | None) -> tuple[Prediction, np.ndarray, np.ndarray]:
-        inf = self.config_.inference
-        mode = mode or inf.mode
-        if mode == "head":
-            from eelsprint.inference.runtime import predict_head
-
-            precision = self.config_.inference.head_precision
-            return predict_head(self.realtime_model(precision), x, precision)
-        generator = torch.Generator().manual_seed(self.config_.train.seed)
-        parts, mus, vars_ = [], [], []
-        chunks = range(0, len(x), inf.batch_size)
-        for start in tqdm(chunks, desc="classify", disable=not self.progress or len(chunks) < 8, leave=False):
-            mu, var = self._encode(torch.as_tensor(x[start : start + inf.batch_size], dtype=torch.float32))
-            if mode == "exact":
-                parts.append(predict_exact(self.gp_, mu, var, inf.mc_samples, inf.f_samples, generator))
-            else:
-                parts.append(predict_fast(self.gp_, mu, var))
-            mus.append(mu)
-            vars_.append(var)
-        joined = Prediction(
-            *(torch.cat([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__)
-        )
-        return joined, torch.cat(mus).numpy(), torch.cat(vars_).numpy()
+    def _predict(self, x: np.ndarray, mode: str) -> tuple[Prediction, np.ndarray, np.ndarray]:
+        device = self._on_device()
+        graph = self.realtime_model(self.config_.inference.head_precision) if mode == "head" else None
+        return pipeline.predict_parts(self._parts(), x, mode, device, graph, self.progress)
 
     def predict_proba(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
-        """Class probabilities integrated over the encoder's latent and the GP, shape (..., n_classes)."""
+        """Class probabilities, integrated over the encoder's latent Gaussian and the GP posterior.
+
+        Parameters
+        ----------
+        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+            Raw spectra, any navigation shape ``(...)``; an array on the model's axis
+            (``n_channels == len(energy_)``) needs no ``energy``.
+        energy : ndarray of shape (n_channels,), optional
+            Energy axis (eV) of a plain array that is not on the model's axis.
+        mode : {"fast", "exact", "head"}, optional
+            ``"fast"``: closed-form moments and sigma points; ``"exact"``: Monte Carlo over
+            z and f (seeded, reproducible); ``"head"``: the distilled real-time graph.
+            Default: ``config.inference.mode``.
+
+        Returns
+        -------
+        proba : ndarray of shape (..., n_classes)
+            Columns in the order of ``classes_``; each row sums to 1.
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit`` or ``load``; mode ``"head"`` on a model without a distilled head.
+        ConfigError
+            ``mode`` is not one of ``"fast"``, ``"exact"``, ``"head"``.
+        InputDataError
+            No energy axis for an array, or data that do not cover the model's axis.
+        """
+        mode = self._mode(mode)
         x, nav, _ = self._model_input(X, energy)
-        return self._predict_chunks(x, mode)[0].proba.numpy().reshape(*nav, -1)
+        return self._predict(x, mode)[0].proba.numpy().reshape(*nav, -1)
 
     def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
-        """Most probable library label per spectrum, shape (...)."""
+        """Most probable library label per spectrum: ``classes_[argmax(predict_proba(X))]``.
+
+        Parameters
+        ----------
+        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+        energy : ndarray of shape (n_channels,), optional
+        mode : {"fast", "exact", "head"}, optional
+            As in :meth:`predict_proba`.
+
+        Returns
+        -------
+        labels : ndarray of str, shape (...)
+            The navigation shape of ``X``.
+
+        Raises
+        ------
+        NotFittedError, ConfigError, InputDataError
+            As :meth:`predict_proba`.
+        """
         proba = self.predict_proba(X, energy, mode)
         return self.classes_[proba.argmax(-1)]
 
     def classify(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> xr.Dataset:
-        """Everything per spectrum as an :class:`xarray.Dataset` (see :func:`eelsprint.maps.to_dataset`)."""
+        """Everything per spectrum as one :class:`xarray.Dataset` on the scan grid.
+
+        Parameters
+        ----------
+        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+        energy : ndarray of shape (n_channels,), optional
+        mode : {"fast", "exact", "head"}, optional
+            As in :meth:`predict_proba`.
+
+        Returns
+        -------
+        xarray.Dataset
+            Navigation dims named by :func:`eelsprint.maps.nav_dims` (``pixel``; ``y, x``;
+            ``frame, y, x``): ``proba`` (..., class), ``label``, ``confidence``,
+            ``entropy``, ``aleatoric``, ``epistemic`` (nats), ``var_from_encoder``,
+            ``var_from_gp``, ``encoder_share`` (...), ``latent_mean`` and ``latent_var``
+            (..., latent); ``attrs["integration"]`` is the mode used.
+
+        Raises
+        ------
+        NotFittedError, ConfigError, InputDataError
+            As :meth:`predict_proba`.
+        """
         from eelsprint.maps import to_dataset
 
+        mode = self._mode(mode)
         x, nav, source = self._model_input(X, energy)
-        pred, mu, var = self._predict_chunks(x, mode)
-        return to_dataset(
-            pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode
-        )
+        pred, mu, var = self._predict(x, mode)
+        return to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode)
 
     def stream(
         self, frames: Iterable[Any], energy: np.ndarray | None = None, mode: str | None = None
@@ -233,8 +322,7 @@ class FingerprintClassifier:
         energy : ndarray of shape (n_channels,), optional
             Energy axis (eV) of plain-array frames that are not on the model's axis.
         mode : {"head", "fast", "exact"}, optional
-            Default: ``"head"`` (the real-time path) when the model has a distilled
-            head, else the model's configured mode.
+            Default: :meth:`live_mode` (``"head"`` when the model has a distilled head).
 
         Yields
         ------
@@ -242,108 +330,69 @@ class FingerprintClassifier:
             As :meth:`classify`, with ``attrs["frame"]`` (0, 1, ...) and
             ``attrs["latency_ms"]`` (preprocessing + classification of that frame).
 
-        Examples
-        --------
-        >>> for ds in clf.stream(series.spectra.data):  # doctest: +SKIP
-        ...     print(ds.attrs["frame"], ds.attrs["latency_ms"], ds["label"].shape)
+        Raises
+        ------
+        NotFittedError, ConfigError
+            At the call (not at the first frame): unfitted, or an unknown ``mode``.
         """
-        self._check_fitted()
-        mode = mode or ("head" if getattr(self, "head_", None) is not None else None)
-        for index, frame in enumerate(frames):
-            start = time.perf_counter()
-            ds = self.classify(frame, energy, mode)
-            ds.attrs.update(frame=index, latency_ms=1e3 * (time.perf_counter() - start))
-            yield ds
+        mode = self.live_mode(mode)
+
+        def frames_out() -> Iterator[xr.Dataset]:
+            for index, frame in enumerate(frames):
+                start = time.perf_counter()
+                ds = self.classify(frame, energy, mode)
+                ds.attrs.update(frame=index, latency_ms=1e3 * (time.perf_counter() - start))
+                yield ds
+
+        return frames_out()
 
     def realtime_model(self, precision: Precision = "fp32") -> nn.Module:
         """The real-time graph (raw encoder + distilled head) in ``precision``, cached.
 
-        Parameters
-        ----------
-        precision : {"fp32", "bf16", "int8"}
-            Numerical precision of the CPU graph (see :func:`eelsprint.models.head.with_precision`).
-
-        Returns
-        -------
-        torch.nn.Module
-            Maps ``(B, n_channels)`` float32 spectra to the outputs in
-            :data:`eelsprint.models.head.OUTPUTS`; cached until the model is re-fitted or re-loaded.
-
-        Raises
-        ------
-        NotFittedError
-            If the classifier is not fitted, or has no distilled head (fitted with
-            ``head.enabled = false`` or saved by an older eelsprint).
+        ``precision``: ``"fp32"``, ``"bf16"`` or ``"int8"`` (CPU only), see
+        :func:`eelsprint.models.head.with_precision`. The module maps ``(B, n_channels)``
+        float32 spectra on ``device_`` to :data:`eelsprint.models.head.OUTPUTS`. Raises
+        ``NotFittedError`` when unfitted or without a distilled head (``head.enabled =
+        false``, or eelsprint 0.1), ``ConfigError`` for ``"int8"`` on CUDA.
         """
-        self._check_fitted()
-        head = getattr(self, "head_", None)
-        if head is None:
+        device = self._on_device()
+        if self.head_ is None:
             raise NotFittedError(
                 "this model has no distilled head (mode 'head'); re-fit it with [head] enabled = true, "
-                "or use mode 'fast' or 'exact'"
+                "call distil_head(), or use mode 'fast' or 'exact'"
             )
-        cache: dict[tuple[Any, ...], nn.Module] = self.__dict__.setdefault("_realtime_cache", {})
-        key = (precision, id(head), id(self.raw_encoder_))
-        if key not in cache:
-            if len(cache) > 4:
-                cache.clear()
-            cache[key] = with_precision(RealtimeModel(self.raw_encoder_, head), precision)
-        return cache[key]
+        if precision == "int8" and device.type != "cpu":
+            raise ConfigError(f"head_precision 'int8' runs on the CPU only; use 'fp32' or 'bf16' on {device}")
+        key = (precision, id(self.head_), id(self.raw_encoder_))
+        if key not in self._realtime_cache:
+            model = with_precision(RealtimeModel(self.raw_encoder_, self.head_), precision)
+            self._realtime_cache[key] = model  # at most 3 entries: the cache empties when state changes
+        return self._realtime_cache[key]
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the model directory atomically (safetensors weights, JSON config, checksum manifest)."""
+        """Write the model directory atomically (CPU safetensors weights, JSON config, checksum manifest)."""
         self._check_fitted()
-        tensors = {f"vae.{k}": v for k, v in self.vae_.state_dict().items()}
-        tensors |= {f"raw.{k}": v for k, v in self.raw_encoder_.state_dict().items()}
-        tensors |= self.gp_.tensors()
-        head = getattr(self, "head_", None)
-        if head is not None:
-            tensors |= {f"head.{k}": v for k, v in head.state_dict().items()}
-        tensors["library.spectra"] = torch.as_tensor(self.library_.spectra, dtype=torch.float32)
-        meta = {
-            "config": self.config_.to_dict(),
-            "classes": [str(c) for c in self.classes_],
-            "library_labels": [str(c) for c in self.library_.labels],
-            "library_source": self.library_.source,
-            "energy": [float(e) for e in self.energy_],
-            "diagnostics": self.diagnostics_,
-        }
-        save_model_dir(path, tensors, meta)
+        save_model_dir(path, *self._parts().tensors())
 
     @classmethod
-    def load(cls, path: str | Path, progress: bool = True) -> FingerprintClassifier:
-        """Load a model directory written by :meth:`save` (checksums verified, no code executed)."""
-        tensors, meta = load_model_dir(path)
-        cfg = Config.from_dict(meta["config"], source=str(path))
-        energy = np.asarray(meta["energy"], dtype=float)
-        self = cls(config=cfg, progress=progress)
-        self.config_ = cfg
-        self.vae_ = SpectrumVAE(len(energy), cfg.model)
-        self.raw_encoder_ = ConvEncoder(len(energy), cfg.model)
-        self.vae_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
-        raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
-        raw.setdefault("scale_factor", torch.ones(cfg.model.latent_dim))  # eelsprint 0.1: uncalibrated
-        self.raw_encoder_.load_state_dict(raw)
-        self.vae_.eval()
-        self.raw_encoder_.eval()
-        cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}
-        self.gp_ = GPPosterior(**cache)
-        head = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
-        self.head_ = None
-        if head:
-            from eelsprint.models.head import UncertaintyHead
+    def load(
+        cls, path: str | Path, progress: bool = True, device: Device | str = "cpu"
+    ) -> FingerprintClassifier:
+        """Load a model directory written by :meth:`save` (checksums verified, no code executed).
 
-            self.head_ = UncertaintyHead(cfg.model.latent_dim, len(meta["classes"]), cfg.head.hidden)
-            self.head_.load_state_dict(head)
-            self.head_.eval()
-        self.classes_ = np.array(meta["classes"])
-        self.energy_ = energy
-        self.library_ = Library(
-            tensors["library.spectra"].double().numpy(),
-            energy,
-            np.array(meta["library_labels"]),
-            meta["library_source"],
-        )
-        self.diagnostics_ = meta["diagnostics"]
+        The estimator's ``config`` is the stored one; ``device`` (``"cpu"``, ``"cuda"``,
+        ``"auto"``) is where it runs. Raises ``ModelFileError`` for a missing, incomplete,
+        modified or foreign directory and ``ConfigError`` for an unavailable ``device``.
+        """
+        target = resolve_device(device)
+        tensors, meta = load_model_dir(path)
+        parts = pipeline.parts_from_tensors(tensors, meta, str(path)).to(target)
+        self = cls(config=parts.config, progress=progress, device=device)
+        self._set_parts(parts, target)
         return self
+
+    @classmethod
+    def load_default(cls, progress: bool = True, device: Device | str = "cpu") -> FingerprintClassifier:
+        """The shipped default model (:func:`default_model_path`), loaded as :meth:`load` does."""
+        return cls.load(default_model_path(), progress=progress, device=device)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from eelsprint.exceptions import ConfigError
 
 Window = tuple[float, float] | None
+#: The estimator's integration modes (``InferenceConfig.mode`` and every ``mode=`` argument).
+MODES = ("fast", "exact", "head")
 
 
 def _check_window(name: str, window: Window) -> None:
@@ -28,7 +30,7 @@ def _check_positive(**values: float) -> None:
             raise ConfigError(f"{name} must be > 0, got {value}")
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """``ConfigError("mode must be 'a', 'b' or 'c', got 'x'")`` unless ``value`` is one of ``choices``."""
     if value not in choices:
         quoted = [f"'{c}'" for c in choices]
@@ -75,7 +77,7 @@ class PreprocessConfig:
             _check_window(name, getattr(self, name))
         if self.rebin < 1:
             raise ConfigError(f"rebin must be >= 1, got {self.rebin}")
-        _check_choice("normalise", self.normalise, ("none", "area", "edge"))
+        check_choice("normalise", self.normalise, ("none", "area", "edge"))
         if self.normalise == "edge" and self.normalise_window is None:
             raise ConfigError("normalise='edge' needs normalise_window = [low, high] in eV")
         if self.pca_components < 1:
@@ -216,10 +218,10 @@ class InferenceConfig:
     head_precision: Literal["fp32", "bf16", "int8"] = "fp32"
 
     def __post_init__(self) -> None:
-        _check_choice("mode", self.mode, ("fast", "exact", "head"))
+        check_choice("mode", self.mode, MODES)
         if min(self.mc_samples, self.f_samples, self.batch_size) < 1:
             raise ConfigError("mc_samples, f_samples and batch_size must be >= 1")
-        _check_choice("head_precision", self.head_precision, ("fp32", "bf16", "int8"))
+        check_choice("head_precision", self.head_precision, ("fp32", "bf16", "int8"))
 
 
 @dataclass(frozen=True)
@@ -254,7 +256,7 @@ class HeadConfig:
         if min(self.hidden, self.n_points, self.epochs) < 1:
             raise ConfigError("hidden, n_points and epochs must be >= 1")
         _check_positive(lr=self.lr)
-        _check_choice("teacher", self.teacher, ("fast", "exact"))
+        check_choice("teacher", self.teacher, ("fast", "exact"))
 
 
 @dataclass(frozen=True)

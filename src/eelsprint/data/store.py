@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,15 @@ import torch
 from eelsprint.data.atomic import atomic_directory
 from eelsprint.exceptions import ModelFileError, first_line
 
-__all__ = ["FORMAT_VERSION", "MANIFEST", "META", "WEIGHTS", "load_model_dir", "save_model_dir"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "META",
+    "WEIGHTS",
+    "default_model_path",
+    "load_model_dir",
+    "save_model_dir",
+]
 
 #: Version of the on-disk layout; bump it whenever old directories can no longer be read.
 FORMAT_VERSION = 1
@@ -176,3 +185,26 @@ def load_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor
     except Exception as err:  # any failure: unreadable
         raise ModelFileError(f"{directory}: {WEIGHTS} is unreadable ({first_line(err)})") from None
     return tensors, meta
+
+
+def default_model_path() -> Path:
+    """The shipped default model directory (``models/default`` in the repository).
+
+    Installed as package data (``eelsprint._default_model``, mapped from the repository's
+    ``models/default`` in ``pyproject.toml``), so it exists in a wheel; in a source checkout
+    run without installing, it is the checkout's ``models/default``.
+
+    Raises
+    ------
+    ModelFileError
+        If neither exists (a broken installation).
+    """
+    try:
+        installed = Path(str(resources.files("eelsprint._default_model")))
+    except ModuleNotFoundError:
+        installed = None
+    checkout = Path(__file__).resolve().parents[3] / "models" / "default"
+    for path in (installed, checkout):
+        if path is not None and (path / "manifest.json").is_file():
+            return path
+    raise ModelFileError(f"the shipped default model is missing (looked in the package data and {checkout})")

@@ -58,19 +58,19 @@ def distillation_set(
     """
 
     def pick(n: int) -> torch.Tensor:
-        return torch.randint(len(x), (n,), generator=generator)
+        return torch.randint(len(x), (n,), generator=generator, device=x.device)
 
     def rand(*shape: int) -> torch.Tensor:
-        return torch.rand(*shape, generator=generator)
+        return torch.rand(*shape, generator=generator, device=x.device)
 
     def randn(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=generator)
+        return torch.randn(*shape, generator=generator, device=x.device)
 
     encoder.eval()
     sizes = [int(n_points * f) for f in (0.3, 0.2, 0.2, 0.15)]
     sizes.append(n_points - sum(sizes))
     n_data, n_noisy, n_jitter, n_mix, n_far = sizes
-    order = torch.randperm(len(x), generator=generator)
+    order = torch.randperm(len(x), generator=generator, device=x.device)
     data_idx = order[:n_data] if n_data <= len(x) else pick(n_data)
     loc, scale = encoder(x[data_idx])
     mus, vars_ = [loc], [scale.pow(2)]
@@ -86,7 +86,7 @@ def distillation_set(
     d = base_mu.shape[-1]
 
     def base(n: int) -> torch.Tensor:
-        return torch.randint(len(base_mu), (n,), generator=generator)
+        return torch.randint(len(base_mu), (n,), generator=generator, device=x.device)
 
     i = base(n_jitter)
     mus.append(base_mu[i] + base_var[i].sqrt() * randn(n_jitter, d) * 3.0 * rand(n_jitter, 1))
@@ -108,7 +108,7 @@ def teacher(
     gp: GPPosterior, mu: torch.Tensor, var: torch.Tensor, kind: str = "fast", seed: int = 0, chunk: int = 1024
 ) -> Prediction:
     """The GP predictive at latent Gaussians ``N(mu, var)``, in chunks (``kind``: "fast" or "exact")."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(mu.device).manual_seed(seed)
     parts = []
     for start in range(0, len(mu), chunk):
         m, v = mu[start : start + chunk], var[start : start + chunk]
@@ -154,7 +154,7 @@ def _train(
     batch: int,
 ) -> None:
     for _ in range(epochs):
-        order = train_idx[torch.randperm(len(train_idx), generator=generator)]
+        order = train_idx[torch.randperm(len(train_idx), generator=generator, device=train_idx.device)]
         for idx in order.split(batch):
             loss = _loss(head, mu[idx], var[idx], {k: v[idx] for k, v in targets.items()})
             optim.zero_grad()
@@ -207,14 +207,14 @@ def distil_head(
         Agreement with the teacher on held-out in-distribution points (see
         :func:`agreement`), plus ``n_points`` and ``teacher``.
     """
-    generator = torch.Generator().manual_seed(seed + 3)
+    generator = torch.Generator(x.device).manual_seed(seed + 3)
     mu, var, n_data = distillation_set(encoder, x, config.n_points, generator)
     pred = teacher(gp, mu, var, config.teacher, seed)
     targets = _targets(pred)
     n_val = max(1, n_data // 10)
-    train_idx = torch.arange(n_val, len(mu))
+    train_idx = torch.arange(n_val, len(mu), device=mu.device)
 
-    head = UncertaintyHead(mu.shape[-1], gp.alpha.shape[0], config.hidden)
+    head = UncertaintyHead(mu.shape[-1], gp.alpha.shape[0], config.hidden).to(mu.device)
     features = torch.cat([mu, var.log()], -1)[: n_data + (len(mu) - n_data) // 3]
     head.center.copy_(features.mean(0))
     head.spread.copy_(features.std(0).clamp_min(1e-3))

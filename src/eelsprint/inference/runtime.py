@@ -80,7 +80,7 @@ def run_chunks(model: Any, x: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.T
 
 
 def predict_head(
-    model: nn.Module, x: np.ndarray, precision: Precision
+    model: nn.Module, x: np.ndarray, precision: Precision, device: torch.device | None = None
 ) -> tuple[Prediction, np.ndarray, np.ndarray]:
     """Mode ``"head"`` of :meth:`FingerprintClassifier.classify` on model-ready spectra.
 
@@ -93,6 +93,8 @@ def predict_head(
         Spectra already preprocessed and on the model's energy axis.
     precision : {"fp32", "bf16", "int8"}
         Chooses the chunk size.
+    device : torch.device, optional
+        Where ``model`` runs (default: the CPU); the outputs come back on the CPU.
 
     Returns
     -------
@@ -100,8 +102,9 @@ def predict_head(
     latent_mean, latent_var : ndarray of shape (N, latent_dim)
     """
     with torch_threads():
-        spectra = torch.as_tensor(x, dtype=torch.float32)
-        out = dict(zip(OUTPUTS, run_chunks(model, spectra, CHUNKS[precision]), strict=True))
+        spectra = torch.as_tensor(x, dtype=torch.float32, device=device)
+        outs = run_chunks(model, spectra, CHUNKS[precision])
+        out = dict(zip(OUTPUTS, (t.cpu() for t in outs), strict=True))
     pred = Prediction(
         out["proba"],
         out["entropy"],

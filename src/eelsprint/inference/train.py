@@ -34,7 +34,7 @@ class VAEDiagnostics:
 
 
 def _batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    return list(torch.randperm(n, generator=generator).split(size))
+    return list(torch.randperm(n, generator=generator, device=generator.device).split(size))
 
 
 def train_vae(
@@ -48,7 +48,7 @@ def train_vae(
     ``sum_d relu(free_bits - KL_d)`` (batch-mean KL per dimension) that keeps
     every latent dimension in use.
     """
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator(x.device).manual_seed(config.seed)
     elbo = TraceMeanField_ELBO()
     optim = torch.optim.Adam(vae.parameters(), lr=config.lr)
     vae.train()
@@ -72,7 +72,7 @@ def train_vae(
     with torch.no_grad():
         loc, scale = vae.encoder(x)
         kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).mean(0)
-    return VAEDiagnostics(kl.numpy())
+    return VAEDiagnostics(kl.cpu().numpy())
 
 
 def train_raw_encoder(
@@ -107,11 +107,12 @@ def train_raw_encoder(
         Mean squared error over variance on the held-out spectra before calibration
         (1 = the variance was already calibrated; NaN when nothing was held out).
     """
-    generator = torch.Generator().manual_seed(config.seed + 1)
+    device = x_raw.device
+    generator = torch.Generator(device).manual_seed(config.seed + 1)
     teacher.eval()
     with torch.no_grad():
         t_loc, _ = teacher(x_target)
-    order = torch.randperm(len(x_raw), generator=generator)
+    order = torch.randperm(len(x_raw), generator=generator, device=device)
     n_held = int(config.variance_holdout * len(x_raw)) if len(x_raw) >= 20 else 0
     held, fit = order[:n_held], order[n_held:]
     x_fit, t_fit = x_raw[fit], t_loc[fit]
@@ -124,9 +125,9 @@ def train_raw_encoder(
         total = 0.0
         for idx in _batches(len(x_fit), config.batch_size, generator):
             batch = x_fit[idx]
-            noisy = torch.rand(len(idx), 1, generator=generator) < 0.5
-            level = 3.0 * torch.rand(len(idx), 1, generator=generator) * noisy
-            batch = batch + level * noise_sd * torch.randn(batch.shape, generator=generator)
+            noisy = torch.rand(len(idx), 1, generator=generator, device=device) < 0.5
+            level = 3.0 * torch.rand(len(idx), 1, generator=generator, device=device) * noisy
+            batch = batch + level * noise_sd * torch.randn(batch.shape, generator=generator, device=device)
             loc, scale = raw(batch)
             loss = (scale.log() + 0.5 * ((t_fit[idx] - loc) / scale) ** 2).sum(-1).mean()
             optim.zero_grad()
@@ -164,10 +165,10 @@ def latent_training_set(
     encoder: ConvEncoder, spectra: torch.Tensor, labels: torch.Tensor, samples: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample each spectrum's latent Gaussian ``samples`` times: a labelled latent set."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(spectra.device).manual_seed(seed)
     with torch.no_grad():
         loc, scale = encoder(spectra)
-    eps = torch.randn(samples, *loc.shape, generator=generator)
+    eps = torch.randn(samples, *loc.shape, generator=generator, device=loc.device)
     z = (loc + scale * eps).reshape(-1, loc.shape[-1])
     return z, labels.repeat(samples)
 
@@ -189,14 +190,14 @@ def train_gp(
     needs each point's marginal, so the softmax likelihood is evaluated on
     per-point marginals of f instead of GPyTorch's joint sample over the batch.
     """
-    generator = torch.Generator().manual_seed(config.seed + 2)
+    generator = torch.Generator(z.device).manual_seed(config.seed + 2)
     m = min(model_config.n_inducing, len(z))
-    start = z[torch.randperm(len(z), generator=generator)[:m]]
-    gp = LatentGPClassifier(start.expand(n_classes, m, z.shape[-1]).clone())
+    start = z[torch.randperm(len(z), generator=generator, device=z.device)[:m]]
+    gp = LatentGPClassifier(start.expand(n_classes, m, z.shape[-1]).clone()).to(z.device)
     gp.covar_module.base_kernel.lengthscale = z.std(0).clamp_min(0.1).expand(n_classes, 1, -1)
     likelihood = gpytorch.likelihoods.SoftmaxLikelihood(
         num_features=n_classes, num_classes=n_classes, mixing_weights=False
-    )
+    ).to(z.device)
     mll = gpytorch.mlls.VariationalELBO(likelihood, gp, num_data=len(z))
     optim = torch.optim.Adam([*gp.parameters(), *likelihood.parameters()], lr=config.gp_lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optim, config.gp_iterations, config.gp_lr / 20)

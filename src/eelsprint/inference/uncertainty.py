@@ -53,7 +53,7 @@ class GPPosterior:
         lengthscale = kernel.base_kernel.lengthscale.detach().double().squeeze(-2)
         outputscale = kernel.outputscale.detach().double()
         k_zz = outputscale[:, None, None] * _rbf(z, z, lengthscale)
-        eye = torch.eye(z.shape[-2], dtype=z.dtype)
+        eye = torch.eye(z.shape[-2], dtype=z.dtype, device=z.device)
         chol = torch.linalg.cholesky(k_zz + base.jitter_val * eye)
         q = base.variational_distribution
         m = q.mean.detach().double()
@@ -64,9 +64,9 @@ class GPPosterior:
         constant = model.mean_module.constant.detach().double().reshape(-1)
         return cls(z, lengthscale, outputscale, constant, alpha, cross).to(torch.float32)
 
-    def to(self, dtype: torch.dtype) -> GPPosterior:
-        """Copy with every tensor cast to ``dtype``."""
-        return GPPosterior(*(getattr(self, f.name).to(dtype) for f in fields(self)))
+    def to(self, target: torch.dtype | torch.device) -> GPPosterior:
+        """Copy with every tensor cast to a dtype or moved to a device."""
+        return GPPosterior(*(getattr(self, f.name).to(target) for f in fields(self)))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The caches by name (for saving and export)."""
@@ -184,14 +184,16 @@ def predict_exact(
     z_samples, f_samples : int
         Draws of z, and of f per z.
     generator : torch.Generator, optional
-        For reproducible draws.
+        For reproducible draws; on ``mu``'s device.
     """
     n, d = mu.shape
-    eps = torch.randn(z_samples, n, d, generator=generator, dtype=mu.dtype)
+    eps = torch.randn(z_samples, n, d, generator=generator, dtype=mu.dtype, device=mu.device)
     z = mu + var.sqrt() * eps
     f_mean, f_var = gp.class_marginals(z.reshape(-1, d))  # classes first: softmax over a leading axis
     f_mean, f_var = f_mean.view(-1, 1, z_samples, n), f_var.view(-1, 1, z_samples, n)
-    noise = torch.randn(len(f_mean), f_samples, z_samples, n, generator=generator, dtype=mu.dtype)
+    noise = torch.randn(
+        len(f_mean), f_samples, z_samples, n, generator=generator, dtype=mu.dtype, device=mu.device
+    )
     p = torch.softmax(noise.mul_(f_var.sqrt()).add_(f_mean), dim=0)  # (C, F, S, N)
     proba = p.mean((1, 2)).T
     expected_entropy = entropy(p, dim=0).mean((0, 1))
@@ -207,9 +209,10 @@ def sigma_point_softmax(mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Te
     """
     c = mean.shape[-1]
     kappa = 1.0
-    offsets = torch.eye(c, dtype=mean.dtype) * ((c + kappa) * var).sqrt().unsqueeze(-2)  # (N, C, C)
+    eye = torch.eye(c, dtype=mean.dtype, device=mean.device)
+    offsets = eye * ((c + kappa) * var).sqrt().unsqueeze(-2)  # (N, C, C)
     points = torch.cat([mean.unsqueeze(-2), mean.unsqueeze(-2) + offsets, mean.unsqueeze(-2) - offsets], -2)
-    weights = torch.full((2 * c + 1,), 0.5 / (c + kappa), dtype=mean.dtype)
+    weights = torch.full((2 * c + 1,), 0.5 / (c + kappa), dtype=mean.dtype, device=mean.device)
     weights[0] = kappa / (c + kappa)
     p = torch.softmax(points, dim=-1)  # (N, 2C+1, C)
     return (weights[:, None] * p).sum(-2), (weights * entropy(p)).sum(-1)

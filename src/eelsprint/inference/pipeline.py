@@ -1,0 +1,249 @@
+"""The fit and predict pipelines, and the fitted parts to and from stored tensors.
+
+fit: preprocess -> library on the data's axis (+ nuisance) -> PCA target -> Pyro VAE ->
+raw encoder -> library latents -> GPyTorch classifier -> distilled head.
+:class:`~eelsprint.classify.FingerprintClassifier` owns the result (:class:`FittedParts`);
+this module only builds it.
+
+Randomness: every draw of ours comes from a local ``torch.Generator`` or numpy
+``Generator`` seeded from ``TrainConfig.seed``. Three third-party paths cannot take a
+generator and draw from torch's global RNG: module initialisation (``nn.Linear``,
+``nn.Conv1d``, ``nn.ConvTranspose1d`` and gpytorch's variational initialisation), dropout,
+and Pyro's reparameterised latent samples inside the ELBO. :func:`fit_parts` runs them
+under :func:`torch.random.fork_rng` seeded from the config, so a fit is reproducible and
+the caller's global RNG state is unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from eelsprint.config import Config
+from eelsprint.data.augment import augment_library
+from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess
+from eelsprint.data.spectra import Library, Spectra
+from eelsprint.exceptions import ConfigError, InputDataError
+from eelsprint.inference.distil import distil_head
+from eelsprint.inference.runtime import predict_head
+from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
+from eelsprint.models.head import UncertaintyHead
+from eelsprint.models.vae import ConvEncoder, SpectrumVAE
+
+__all__ = ["DEVICES", "FittedParts", "fit_parts", "parts_from_tensors", "predict_parts", "resolve_device"]
+
+#: Values of the estimator's ``device`` parameter.
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"`` (or ``"cuda:1"``), or ``"auto"`` (CUDA when available) as a torch device.
+
+    Raises
+    ------
+    ConfigError
+        Another value, or CUDA asked for where torch sees no CUDA device.
+    """
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'auto', got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {name!r} asked for, but torch sees no CUDA device here "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use device='cpu' or 'auto'"
+        )
+    return torch.device(name)
+
+
+@dataclass
+class FittedParts:
+    """Everything a fit learns; the estimator keeps these as its ``*_`` attributes."""
+
+    config: Config
+    vae: SpectrumVAE
+    raw_encoder: ConvEncoder
+    gp: GPPosterior
+    head: UncertaintyHead | None
+    classes: np.ndarray
+    energy: np.ndarray
+    library: Library
+    diagnostics: dict[str, Any]
+
+    def to(self, device: torch.device) -> FittedParts:
+        """Move every module and tensor to ``device`` (in place for the modules); returns ``self``."""
+        self.vae.to(device)
+        self.raw_encoder.to(device)
+        self.gp = self.gp.to(device)
+        if self.head is not None:
+            self.head.to(device)
+        return self
+
+    def tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Every tensor by name (on the CPU) and the JSON metadata: a model directory's contents."""
+        tensors = {f"vae.{k}": v.cpu() for k, v in self.vae.state_dict().items()}
+        tensors |= {f"raw.{k}": v.cpu() for k, v in self.raw_encoder.state_dict().items()}
+        tensors |= {k: v.cpu() for k, v in self.gp.tensors().items()}
+        if self.head is not None:
+            tensors |= {f"head.{k}": v.cpu() for k, v in self.head.state_dict().items()}
+        tensors["library.spectra"] = torch.as_tensor(self.library.spectra, dtype=torch.float32)
+        meta = {
+            "config": self.config.to_dict(),
+            "classes": [str(c) for c in self.classes],
+            "library_labels": [str(c) for c in self.library.labels],
+            "library_source": self.library.source,
+            "energy": [float(e) for e in self.energy],
+            "diagnostics": self.diagnostics,
+        }
+        return tensors, meta
+
+
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """The body runs with the global CPU (and ``device``'s CUDA) RNG seeded; restored on exit."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.random.default_generator.manual_seed(seed)
+        if devices:
+            with torch.cuda.device(devices[0]):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
+def fit_parts(
+    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
+) -> FittedParts:
+    """Run the whole fit on ``device``; see the module docstring (randomness) and
+    :meth:`FingerprintClassifier.fit <eelsprint.classify.FingerprintClassifier.fit>`."""
+    with _seeded_global_rng(cfg.train.seed, device):
+        return _fit(spectra, library, cfg, device, progress)
+
+
+def _fit(
+    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
+) -> FittedParts:
+    rng = np.random.default_rng(cfg.train.seed)
+    spectra = preprocess(spectra, cfg.preprocess)
+    lib = library_on_axis(library, spectra.energy, cfg.preprocess)
+    spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
+    x = spectra.flat()
+    if len(x) < 2:
+        raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
+    target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
+    augmented = augment_library(lib, cfg.nuisance, rng)
+    scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
+
+    n_channels = spectra.n_channels
+    vae = SpectrumVAE(n_channels, cfg.model)  # initialised on the CPU (the seeded global RNG), then moved
+    raw = ConvEncoder(n_channels, cfg.model)
+    for buffer in (vae.encoder.input_scale, vae.decoder.output_scale, raw.input_scale):
+        buffer.fill_(scale)
+    vae.to(device)
+    raw.to(device)
+
+    def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=dtype, device=device)
+
+    x_t = t(x)
+    diag = train_vae(vae, t(np.concatenate([target, augmented.spectra])), cfg.train, cfg.model, progress)
+    raw_loss, variance_ratio = train_raw_encoder(raw, vae.encoder, x_t, t(target), cfg.train, progress)
+    per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + cfg.nuisance.n_augment))
+    z, y = latent_training_set(
+        vae.encoder, t(augmented.spectra), t(augmented.class_index, torch.int64), per_spectrum, cfg.train.seed
+    )
+    gp_model, _ = train_gp(z, y, len(lib.classes), cfg.model, cfg.train, progress)
+    gp = GPPosterior.from_model(gp_model)
+    diagnostics: dict[str, Any] = {
+        "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
+        "kl_total": round(diag.kl_total, 3),
+        "active_dims": diag.active_dims,
+        "raw_encoder_nll": round(raw_loss, 4),
+        "raw_variance_ratio": None if math.isnan(variance_ratio) else round(variance_ratio, 4),
+        "raw_scale_factor": [round(float(v), 4) for v in raw.scale_factor],
+        "n_spectra": len(x),
+        "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
+    }
+    head = None
+    if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
+        head, diagnostics["head"] = distil_head(raw, gp, x_t, cfg.head, cfg.train.seed)
+    return FittedParts(cfg, vae, raw, gp, head, lib.classes, spectra.energy, lib, diagnostics)
+
+
+def parts_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> FittedParts:
+    """Rebuild :class:`FittedParts` (on the CPU) from a model directory's contents."""
+    cfg = Config.from_dict(meta["config"], source=source)
+    energy = np.asarray(meta["energy"], dtype=float)
+    vae = SpectrumVAE(len(energy), cfg.model)
+    raw_encoder = ConvEncoder(len(energy), cfg.model)
+    vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
+    raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
+    raw.setdefault("scale_factor", torch.ones(cfg.model.latent_dim))  # eelsprint 0.1: uncalibrated
+    raw_encoder.load_state_dict(raw)
+    vae.eval()
+    raw_encoder.eval()
+    cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}
+    head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
+    head = None
+    if head_state:
+        head = UncertaintyHead(cfg.model.latent_dim, len(meta["classes"]), cfg.head.hidden)
+        head.load_state_dict(head_state)
+        head.eval()
+    library = Library(
+        tensors["library.spectra"].double().numpy(),
+        energy,
+        np.array(meta["library_labels"]),
+        meta["library_source"],
+    )
+    classes = np.array(meta["classes"])
+    return FittedParts(
+        cfg, vae, raw_encoder, GPPosterior(**cache), head, classes, energy, library, meta["diagnostics"]
+    )
+
+
+@torch.no_grad()
+def predict_parts(
+    parts: FittedParts,
+    x: np.ndarray,
+    mode: str,
+    device: torch.device,
+    graph: nn.Module | None = None,
+    progress: bool = False,
+) -> tuple[Prediction, np.ndarray, np.ndarray]:
+    """Classify model-ready spectra ``x`` (N, n_channels) on ``device``; results on the CPU.
+
+    ``mode`` ``"head"`` runs ``graph`` (the estimator's real-time graph); ``"exact"`` draws
+    from a generator on ``device`` seeded from the config. Returns the prediction and the
+    latent mean and variance, each (N, latent_dim).
+    """
+    inf = parts.config.inference
+    if mode == "head":
+        if graph is None:
+            raise ValueError("mode 'head' needs the real-time graph")
+        return predict_head(graph, x, inf.head_precision, device)
+    generator = torch.Generator(device).manual_seed(parts.config.train.seed)
+    preds, mus, vars_ = [], [], []
+    chunks = range(0, len(x), inf.batch_size)
+    for start in tqdm(chunks, desc="classify", disable=not progress or len(chunks) < 8, leave=False):
+        batch = torch.as_tensor(x[start : start + inf.batch_size], dtype=torch.float32, device=device)
+        mu, scale = parts.raw_encoder(batch)
+        var = scale.pow(2)
+        if mode == "exact":
+            preds.append(predict_exact(parts.gp, mu, var, inf.mc_samples, inf.f_samples, generator))
+        else:
+            preds.append(predict_fast(parts.gp, mu, var))
+        mus.append(mu)
+        vars_.append(var)
+    joined = Prediction(
+        *(torch.cat([getattr(p, k) for p in preds]).cpu() for k in Prediction.__dataclass_fields__)
+    )
+    return joined, torch.cat(mus).cpu().numpy(), torch.cat(vars_).cpu().numpy()
