@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from eelsprint.bench.run import BenchConfig, format_table, run_bench
+from eelsprint.classify import FingerprintClassifier
 from eelsprint.data.atomic import atomic_write, write_json
+from eelsprint.data.store import default_model_path
 from eelsprint.realtime.export import CPU_FORMATS
 
 
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
         n=args.n, repeats=args.repeats, formats=formats, aot=args.aot, paper_samples=args.paper_samples
     )
     load_before = os.getloadavg()
-    result = run_bench(args.model, config)
+    result = run_bench(FingerprintClassifier.load(args.model or default_model_path(), progress=False), config)
     command = "python evaluation/bench.py " + " ".join(sys.argv[1:] if argv is None else argv)
     result["command"] = command
     result["load_average_before_after"] = [list(load_before), list(os.getloadavg())]

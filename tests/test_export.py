@@ -32,7 +32,7 @@ def reference(
 @pytest.fixture(scope="module")
 def onnx_dir(fitted_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("export") / "onnx"
-    export(fitted_dir, "onnx", out)
+    export(FingerprintClassifier.load(fitted_dir, progress=False), "onnx", out)
     return out
 
 
@@ -110,12 +110,12 @@ def test_bad_requests_are_refused(fitted: FingerprintClassifier, tmp_path: Path)
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; see the gpu tests")
 def test_tensorrt_without_cuda_names_the_cpu_formats(
-    fitted_dir: Path, tmp_path: Path, monkeypatch, capsys
+    fitted: FingerprintClassifier, fitted_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     with pytest.raises(
         ExportError, match=r"^format 'tensorrt' needs .*; CPU formats: pt2, onnx, torchscript$"
     ):
-        export(fitted_dir, "tensorrt", tmp_path / "trt")
+        export(fitted, "tensorrt", tmp_path / "trt")
     code, _, err = run_cli(
         monkeypatch, capsys, "export", str(fitted_dir), "--format", "tensorrt", "--out", "x"
     )

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
+from eelsprint.data.store import default_model_path
 from eelsprint.exceptions import EelsprintError, InputDataError, ModelFileError
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "InputDataError",
     "ModelFileError",
     "__version__",
+    "default_model_path",
 ]

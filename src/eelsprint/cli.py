@@ -16,7 +16,7 @@ import numpy as np
 import typer
 
 from eelsprint.config import Config
-from eelsprint.exceptions import EelsprintError
+from eelsprint.exceptions import ConfigError, EelsprintError
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +27,14 @@ app = typer.Typer(
 
 DataArg = Annotated[list[Path], typer.Argument(help="Spectrum files (.hspy, .dm3, .dm4, .msa, .npz).")]
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory written by `eelsprint fit`.")]
+NavShapeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nav-shape",
+        help="Scan grid of each input in numpy order, e.g. 24,30,19 (frame, y, x) for a flat file "
+        "of 13,680 spectra. Default: as stored, or the .npz's `shape` array.",
+    ),
+]
 
 
 @app.callback()
@@ -99,15 +107,17 @@ def classify(
         str | None,
         typer.Option(help="'fast' (default), 'exact' (Monte Carlo) or 'head' (distilled, real-time)."),
     ] = None,
+    nav_shape: NavShapeOpt = None,
 ) -> None:
     """Classify every DATA file with MODEL; one NetCDF result per input."""
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.io import read_spectra, write_dataset
 
+    grid = _nav_shape(nav_shape)
     clf = FingerprintClassifier.load(model)
     for path in data:
         start = time.perf_counter()
-        ds = clf.classify(read_spectra(path), mode=mode)
+        ds = clf.classify(read_spectra(path, grid), mode=mode)
         target = out / f"{path.stem}.nc"
         write_dataset(ds, target)
         counts = ", ".join(f"{c} {int((ds['label'] == i).sum())}" for i, c in enumerate(clf.classes_))
@@ -132,13 +142,16 @@ def report(
     draws: Annotated[int, typer.Option(help="Posterior draws per pixel.")] = 100,
     baselines: Annotated[bool, typer.Option(help="Score the baselines too.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the report's random choices.")] = 0,
+    nav_shape: NavShapeOpt = None,
 ) -> None:
     """Measure MODEL on DATA (against TRUTH if given): report.html, metrics.json, posterior.nc."""
     from eelsprint.report.build import ReportConfig, run_report
 
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
-    metrics = run_report(data, model, out, truth, frames_axis=frames_axis, config=config)
+    metrics = run_report(
+        data, model, out, truth, frames_axis=frames_axis, config=config, nav_shape=_nav_shape(nav_shape)
+    )
     scores = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("accuracy", "nll", "ece") if metrics[k] is not None)
     typer.echo(
         f"{metrics['n_pixels']} pixels in {len(metrics['frames'])} frames{': ' + scores if scores else ''}; "
@@ -157,10 +170,12 @@ def export_(
     max_batch: Annotated[int, typer.Option(help="Largest batch the artefact accepts.")] = 4096,
 ) -> None:
     """Export MODEL_DIR's real-time graph (encoder + uncertainty head), checked on a probe batch."""
+    from eelsprint.classify import FingerprintClassifier
     from eelsprint.realtime.export import export
 
     start = time.perf_counter()
-    exported = export(model_dir, fmt, out, precision=precision, aot=aot, batch=(1, opt_batch, max_batch))
+    clf = FingerprintClassifier.load(model_dir, progress=False)
+    exported = export(clf, fmt, out, precision=precision, aot=aot, batch=(1, opt_batch, max_batch))
     kind = f"{fmt} (AOTInductor)" if exported.meta.get("aoti") else fmt
     tol = exported.meta["tolerance"]
     typer.echo(
@@ -187,11 +202,16 @@ def bench(
     """Time every inference path side by side on this machine (the paper-style pipeline included)."""
 
     from eelsprint.bench.run import BenchConfig, format_table, run_bench
+    from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.atomic import write_json
+    from eelsprint.data.store import default_model_path
 
     names = tuple(f.strip() for f in formats.split(",") if f.strip())
     config = BenchConfig(n=n, repeats=repeats, formats=names, aot=aot, paper_samples=paper_samples)
-    result = run_bench(model, config, log=typer.echo)
+    path = model or default_model_path()
+    typer.echo(f"model: {path}")
+    clf = FingerprintClassifier.load(path, progress=False)
+    result = run_bench(clf, config, log=typer.echo)
     result["command"] = "eelsprint " + " ".join(sys.argv[1:])
     typer.echo(format_table(result))
     if json_path is not None:
@@ -212,22 +232,39 @@ def watch(
         float, typer.Option(help="Seconds a file must stay unchanged to count as complete.")
     ] = 1.0,
     poll: Annotated[float, typer.Option(help="Seconds between looks at the folder.")] = 0.25,
+    nav_shape: NavShapeOpt = None,
 ) -> None:
     """Classify each new spectrum-image file in DIRECTORY as it appears; bad files are reported, skipped."""
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.realtime.watch import watch as watch_folder
 
+    grid = _nav_shape(nav_shape)
     clf = FingerprintClassifier.load(model, progress=False)
     counts = {"done": 0, "skipped": 0}
     if not once:
         typer.echo(f"watching {directory} (Ctrl-C to stop)")
     try:
-        for event in watch_folder(directory, clf, out, once=once, mode=mode, poll_s=poll, settle_s=settle):
+        events = watch_folder(
+            directory, clf, out, once=once, mode=mode, nav_shape=grid, poll_s=poll, settle_s=settle
+        )
+        for event in events:
             counts[event.status] += 1
             typer.echo(event.describe(), err=event.status == "skipped")
     except KeyboardInterrupt:
         typer.echo("stopped")
     typer.echo(f"{counts['done']} file(s) classified, {counts['skipped']} skipped")
+
+
+def _nav_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"24,30,19"`` -> ``(24, 30, 19)``; a one-line ConfigError for anything else."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"--nav-shape must be positive integers separated by commas (e.g. 24,30,19), got {text!r}"
+        )
+    return tuple(int(p) for p in parts)
 
 
 def _with_overrides(config: Config, epochs: int | None, seed: int | None) -> Config:

@@ -31,7 +31,6 @@ import torch
 
 from eelsprint.bench.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gflops, throughput
 from eelsprint.classify import FingerprintClassifier
-from eelsprint.config import Config
 from eelsprint.exceptions import ConfigError
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
 from eelsprint.inference.runtime import CHUNKS, torch_threads
@@ -100,7 +99,7 @@ def bench_spectra(clf: FingerprintClassifier, n: int, seed: int) -> tuple[np.nda
 
     if clf.energy_.shape == ENERGY.shape and np.allclose(clf.energy_, ENERGY):
         series = simulate_series(n_frames=-(-n // FRAME), seed=seed + 1)
-        x, _, _ = clf._model_input(series.spectra, None)
+        x = clf.prepare(series.spectra).flat()
         return x[:n].astype(np.float32), series.labels.reshape(-1)[:n]
     rng = np.random.default_rng(seed)
     lib = clf.library_.spectra
@@ -127,22 +126,6 @@ def _paper_classifier(clf: FingerprintClassifier, samples: int, seed: int) -> An
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return GaussianProcessClassifier(random_state=seed).fit(z.numpy(), y.numpy())
-
-
-def default_model(log: Callable[[str], None] = print) -> FingerprintClassifier:
-    """The shipped ``models/default`` if present, else a model fitted quickly on the simulator."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (root / "models" / "default" / "manifest.json").is_file():
-            log(f"model: {root / 'models' / 'default'}")
-            return FingerprintClassifier.load(root / "models" / "default", progress=False)
-    from eelsprint.data.simulate import simulate_series
-
-    log("model: none shipped; fitting a quick one on 3 simulated frames (about a minute)")
-    quick = Config.from_dict(
-        {"train": {"epochs": 15, "raw_epochs": 15, "gp_iterations": 200, "kl_anneal_epochs": 5}}
-    )
-    series = simulate_series(n_frames=3, seed=0)
-    return FingerprintClassifier(config=quick, progress=False).fit(series.spectra, series.library)
 
 
 def _pipelines(
@@ -222,7 +205,7 @@ def _quality(outputs: dict[str, tuple[Any, ...]], labels: np.ndarray | None) -> 
 
 
 def run_bench(
-    model: FingerprintClassifier | str | Path | None = None,
+    clf: FingerprintClassifier,
     config: BenchConfig | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
@@ -230,8 +213,10 @@ def run_bench(
 
     Parameters
     ----------
-    model : FingerprintClassifier or path, optional
-        Default: :func:`default_model`.
+    clf : FingerprintClassifier
+        A fitted classifier on the CPU (e.g. :meth:`FingerprintClassifier.load_default`).
+        One without a distilled head gets one (:meth:`FingerprintClassifier.distil_head`
+        on the first 4,096 bench spectra).
     config : BenchConfig, optional
     log : callable
         Progress messages.
@@ -245,16 +230,15 @@ def run_bench(
         ``peak_rss_mb``) plus ``pipelines``, ``quality``, ``machine`` and settings.
     """
     config = config or BenchConfig()
-    clf = default_model(log) if model is None else model
-    if not isinstance(clf, FingerprintClassifier):
-        clf = FingerprintClassifier.load(clf, progress=False)
+    if clf.device_.type != "cpu":
+        raise ConfigError(
+            f"bench times the CPU pipelines; load the model with device='cpu', not {clf.device_}"
+        )
     x_np, labels = bench_spectra(clf, config.n, config.seed)
     x = torch.from_numpy(x_np)
-    if getattr(clf, "head_", None) is None:  # a model saved before the head existed
-        from eelsprint.inference.distil import distil_head
-
+    if clf.head_ is None:  # a model saved before the head existed
         log("model has no distilled head: distilling one on the first 4,096 bench spectra")
-        clf.head_, _ = distil_head(clf.raw_encoder_, clf.gp_, x[:4096], clf.config_.head, config.seed)
+        clf.distil_head(x_np[:4096])
     machine = machine_info()
     log(
         f"{machine['cpu']}: {machine['physical_cores']} physical cores; ISA "

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from eelsprint.data.atomic import atomic_write
-from eelsprint.data.spectra import Library, Spectra, _as_float
+from eelsprint.data.spectra import Library, Spectra, _as_float, library_from_arrays, spectra_from_array
 from eelsprint.exceptions import InputDataError, first_line
 
 if TYPE_CHECKING:
@@ -130,46 +130,20 @@ def _existing_file(path: PathLike) -> Path:
     return path
 
 
-def _load_npz(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+def _load_npz(path: Path, keys: Sequence[str], optional: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (all required) and those of ``optional`` that the file holds."""
     try:
         # open the file here: np.load leaks its own handle when the zip archive is corrupt
         with path.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
             missing = [key for key in keys if key not in npz.files]
             if missing:
                 raise InputDataError(f"{path}: missing array(s) {missing}; found {sorted(npz.files)}")
-            return {key: np.asarray(npz[key]) for key in keys}
+            wanted = [*keys, *(key for key in optional if key in npz.files)]
+            return {key: np.asarray(npz[key]) for key in wanted}
     except InputDataError:
         raise
     except Exception as err:  # readers fail in many ways
         raise InputDataError(f"{path}: cannot read .npz file ({first_line(err)})") from None
-
-
-def spectra_from_array(x: Any, energy: Any, source: str = "<array>") -> Spectra:
-    """Wrap an array of spectra, shape ``(*nav, channels)`` or ``(*nav, channels, 1)``.
-
-    Parameters
-    ----------
-    x : array_like
-        Spectra with energy on the last axis; a trailing singleton axis is dropped.
-    energy : array_like
-        Energy of each channel in eV, strictly increasing.
-    source : str
-        Name used in error messages.
-
-    Returns
-    -------
-    Spectra
-
-    Raises
-    ------
-    InputDataError
-        If shapes disagree or the values are not finite numbers.
-    """
-    data = _as_float(x, "spectra", source)
-    axis = _as_float(energy, "energy axis", source)
-    if data.ndim >= 2 and data.shape[-1] == 1 and axis.size == data.shape[-2]:
-        data = data[..., 0]
-    return Spectra(data, axis, source)
 
 
 def as_spectra(x: Any, energy: Any = None, source: str = "<array>") -> Spectra:
@@ -213,30 +187,47 @@ def as_spectra(x: Any, energy: Any = None, source: str = "<array>") -> Spectra:
     return spectra
 
 
-def read_spectra(path: PathLike) -> Spectra:
-    """Read spectra from ``.npz`` (arrays ``x`` and ``energy``) or a HyperSpy-readable file.
+def read_spectra(path: PathLike, nav_shape: Sequence[int] | None = None) -> Spectra:
+    """Read spectra from ``.npz`` (arrays ``x``, ``energy``, optional ``shape``) or a HyperSpy file.
 
     Parameters
     ----------
     path : str or path-like
         ``.npz``, ``.hspy``, ``.hdf5``, ``.dm3``, ``.dm4`` or ``.msa``.
+    nav_shape : sequence of int, optional
+        The scan grid in numpy order, e.g. ``(24, 30, 19)`` (frame, y, x) for a flat file
+        of 13,680 spectra. Default: the ``.npz``'s ``shape`` array when it has one, else
+        the navigation shape as stored.
 
     Returns
     -------
     Spectra
-        Navigation shape as stored (HyperSpy's numpy order); energy in eV.
+        Navigation shape ``nav_shape`` or as stored (HyperSpy's numpy order); energy in eV.
 
     Raises
     ------
     InputDataError
         Missing, unreadable or unsupported file, not exactly one 1-D signal, an energy
-        axis that is non-uniform or not in eV, or NaN/inf values.
+        axis that is non-uniform or not in eV, NaN/inf values, or a ``nav_shape`` (or
+        ``shape`` array) that does not hold exactly the file's number of spectra.
     """
-    path = _existing_file(path)
+    spectra = _read_spectra(_existing_file(path))
+    if nav_shape is not None:
+        return spectra.with_nav_shape(tuple(int(n) for n in nav_shape))
+    return spectra
+
+
+def _read_spectra(path: Path) -> Spectra:
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        arrays = _load_npz(path, ("x", "energy"))
-        return spectra_from_array(arrays["x"], arrays["energy"], str(path))
+        arrays = _load_npz(path, ("x", "energy"), optional=("shape",))
+        spectra = spectra_from_array(arrays["x"], arrays["energy"], str(path))
+        if "shape" not in arrays:
+            return spectra
+        shape = arrays["shape"]
+        if shape.ndim != 1 or shape.dtype.kind not in "iu":
+            raise InputDataError(f"{path}: array 'shape' must be 1-D integers (the scan grid), got {shape!r}")
+        return spectra.with_nav_shape(tuple(int(n) for n in shape))
     if suffix not in HYPERSPY_SUFFIXES:
         supported = ", ".join((".npz", *HYPERSPY_SUFFIXES))
         raise InputDataError(f"{path}: unsupported file type {path.suffix!r}; expected one of {supported}")
@@ -253,30 +244,6 @@ def read_spectra(path: PathLike) -> Spectra:
 
 
 # --------------------------------------------------------------------------- libraries
-
-
-def library_from_arrays(spectra: Any, energy: Any, labels: Any, source: str = "<array>") -> Library:
-    """Build a :class:`Library`; spectra of shape ``(n, channels, 1)`` are squeezed.
-
-    Parameters
-    ----------
-    spectra : array_like
-        Shape ``(n, channels)`` (or ``(n, channels, 1)``).
-    energy : array_like
-        Shape ``(channels,)`` in eV.
-    labels : array_like of str
-        Shape ``(n,)``; several spectra may share a label.
-    source : str
-        Name used in error messages.
-
-    Returns
-    -------
-    Library
-    """
-    data = _as_float(spectra, "library spectra", source)
-    if data.ndim == 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    return Library(data, _as_float(energy, "energy axis", source), np.asarray(labels), source)
 
 
 def _read_library_csv(path: Path) -> Library:

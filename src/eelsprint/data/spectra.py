@@ -6,6 +6,7 @@ energy axis in eV that matches the channels) and name their ``source`` in every 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from eelsprint.exceptions import InputDataError
 
-__all__ = ["Library", "Spectra"]
+__all__ = ["Library", "Spectra", "library_from_arrays", "spectra_from_array"]
 
 
 def _check_finite(values: np.ndarray, what: str, source: str) -> None:
@@ -95,6 +96,22 @@ class Spectra:
         """All spectra as one ``(N, n_channels)`` array (a view where possible)."""
         return self.data.reshape(-1, self.n_channels)
 
+    def with_nav_shape(self, nav_shape: tuple[int, ...]) -> Spectra:
+        """The same spectra on another scan grid, in numpy order (e.g. ``(24, 30, 19)``: frame, y, x).
+
+        Raises
+        ------
+        InputDataError
+            If the grid does not hold exactly as many spectra as there are.
+        """
+        n, wanted = math.prod(self.nav_shape), math.prod(nav_shape)
+        if wanted != n or min(nav_shape, default=1) < 1:
+            grid = ",".join(map(str, nav_shape))
+            raise InputDataError(
+                f"{self.source}: navigation shape {grid} holds {wanted} spectra, but there are {n}"
+            )
+        return Spectra(self.data.reshape(*nav_shape, self.n_channels), self.energy, self.source)
+
 
 @dataclass(frozen=True, eq=False)
 class Library:
@@ -159,3 +176,55 @@ class Library:
     def n_channels(self) -> int:
         """Number of energy channels."""
         return int(self.spectra.shape[1])
+
+
+def spectra_from_array(x: Any, energy: Any, source: str = "<array>") -> Spectra:
+    """Wrap an array of spectra, shape ``(*nav, channels)`` or ``(*nav, channels, 1)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Spectra with energy on the last axis; a trailing singleton axis is dropped.
+    energy : array_like
+        Energy of each channel in eV, strictly increasing.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Spectra
+
+    Raises
+    ------
+    InputDataError
+        If shapes disagree or the values are not finite numbers.
+    """
+    data = _as_float(x, "spectra", source)
+    axis = _as_float(energy, "energy axis", source)
+    if data.ndim >= 2 and data.shape[-1] == 1 and axis.size == data.shape[-2]:
+        data = data[..., 0]
+    return Spectra(data, axis, source)
+
+
+def library_from_arrays(spectra: Any, energy: Any, labels: Any, source: str = "<array>") -> Library:
+    """Build a :class:`Library`; spectra of shape ``(n, channels, 1)`` are squeezed.
+
+    Parameters
+    ----------
+    spectra : array_like
+        Shape ``(n, channels)`` (or ``(n, channels, 1)``).
+    energy : array_like
+        Shape ``(channels,)`` in eV.
+    labels : array_like of str
+        Shape ``(n,)``; several spectra may share a label.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Library
+    """
+    data = _as_float(spectra, "library spectra", source)
+    if data.ndim == 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return Library(data, _as_float(energy, "energy axis", source), np.asarray(labels), source)

@@ -29,6 +29,7 @@ check before it puts the directory in place.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 import warnings
@@ -241,7 +242,7 @@ def _check(directory: Path, meta: dict[str, Any]) -> ExportedModel:
 
 
 def export(
-    model: FingerprintClassifier | str | Path,
+    clf: FingerprintClassifier,
     fmt: str,
     out: str | Path,
     *,
@@ -253,8 +254,8 @@ def export(
 
     Parameters
     ----------
-    model : FingerprintClassifier or path
-        A fitted classifier with a distilled head, or its model directory.
+    clf : FingerprintClassifier
+        A fitted classifier with a distilled head (its graph is exported from a CPU copy).
     fmt : {"pt2", "onnx", "torchscript", "tensorrt"}
     out : path
         Directory to write (replaced atomically if it exists).
@@ -278,12 +279,10 @@ def export(
 
     Examples
     --------
-    >>> exported = export("model", "onnx", "model-onnx")  # doctest: +SKIP
+    >>> exported = export(FingerprintClassifier.load("model"), "onnx", "model-onnx")  # doctest: +SKIP
     >>> exported.predict(spectra)["proba"].shape  # doctest: +SKIP
     (570, 4)
     """
-    from eelsprint.classify import FingerprintClassifier
-
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if precision not in TOLERANCES or (precision == "fp16" and fmt != "tensorrt"):
@@ -294,12 +293,9 @@ def export(
         raise ExportError(f"batch must be (min, opt, max) with min <= opt <= max, got {batch}")
     if fmt == "tensorrt":
         tensorrt_module(CPU_FORMATS)
-    clf = (
-        model
-        if isinstance(model, FingerprintClassifier)
-        else FingerprintClassifier.load(model, progress=False)
-    )
     net = cast(RealtimeModel, clf.realtime_model())
+    if clf.device_.type != "cpu":  # exported and checked on the CPU (TensorRT moves it itself)
+        net = copy.deepcopy(net).cpu()
     probe = probe_batch(clf)
     with torch.inference_mode():
         reference = net(probe)

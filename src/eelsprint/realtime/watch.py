@@ -86,9 +86,11 @@ def _candidates(directory: Path) -> list[tuple[Path, tuple[int, int]]]:
     return sorted(found, key=lambda item: (item[1][1], item[0].name))
 
 
-def _process(clf: FingerprintClassifier, path: Path, out: Path, mode: str | None) -> WatchEvent:
+def _process(
+    clf: FingerprintClassifier, path: Path, out: Path, mode: str, nav_shape: tuple[int, ...] | None
+) -> WatchEvent:
     start = time.perf_counter()
-    spectra = read_spectra(path)
+    spectra = read_spectra(path, nav_shape)
     begin = time.perf_counter()
     ds = clf.classify(spectra, mode=mode)
     latency = time.perf_counter() - begin
@@ -105,6 +107,7 @@ def watch(
     *,
     once: bool = False,
     mode: str | None = None,
+    nav_shape: tuple[int, ...] | None = None,
     poll_s: float = 0.25,
     settle_s: float = 1.0,
     once_timeout_s: float = 60.0,
@@ -124,7 +127,11 @@ def watch(
         Classify what is there (waiting for files still being written, at most
         ``once_timeout_s``) and return, instead of watching until interrupted.
     mode : {"head", "fast", "exact"}, optional
-        Default: ``"head"`` if the model has a distilled head, else the model's mode.
+        Default: ``"head"`` if the model has a distilled head, else the model's mode
+        (:meth:`FingerprintClassifier.live_mode`).
+    nav_shape : tuple of int, optional
+        Scan grid of every file (see :func:`eelsprint.data.io.read_spectra`); a file that
+        does not fit it is skipped with the reason.
     poll_s : float
         Seconds between looks at the folder.
     settle_s : float
@@ -147,7 +154,7 @@ def watch(
     directory, out = Path(directory), Path(out)
     if not directory.is_dir():
         raise InputDataError(f"{directory}: folder to watch not found")
-    mode = mode or ("head" if getattr(clf, "head_", None) is not None else None)
+    mode = clf.live_mode(mode)
     clf.classify(clf.library_.spectra[:2], mode=mode)  # warm-up: the first frame is not slower
     done: dict[Path, tuple[int, int]] = {}
     pending: dict[Path, tuple[tuple[int, int], float]] = {}
@@ -165,7 +172,7 @@ def watch(
                 continue
             del pending[path]
             try:
-                event = _process(clf, path, out, mode)
+                event = _process(clf, path, out, mode, nav_shape)
             except Exception as err:  # bad files must not stop the acquisition
                 if _signature(path) != sig:  # still being written: try again once it settles
                     continue

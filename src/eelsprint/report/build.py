@@ -349,8 +349,12 @@ def run_report(
     frames_axis: int | None = None,
     config: ReportConfig | None = None,
     progress: bool = True,
+    nav_shape: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Read inputs and model, build the report and write it (what ``eelsprint report`` runs).
+
+    ``nav_shape`` is every input's scan grid (see :func:`eelsprint.data.io.read_spectra`):
+    ``(24, 30, 19)`` turns a flat file into 24 frames of 30 x 19, each mapped on its own.
 
     Returns
     -------
@@ -361,7 +365,7 @@ def run_report(
     from eelsprint.data.io import read_spectra
 
     clf = FingerprintClassifier.load(model, progress=progress)
-    spectra = [read_spectra(path) for path in data]
+    spectra = [read_spectra(path, nav_shape) for path in data]
     n_pixels = sum(math.prod(s.nav_shape) for s in spectra)
     labels = read_truth(truth, clf.classes_, n_pixels) if truth is not None else None
     names = [Path(path).stem for path in data]
