@@ -199,12 +199,9 @@ def default_model_path() -> Path:
     ModelFileError
         If neither exists (a broken installation).
     """
-    try:
-        installed = Path(str(resources.files("eelsprint._default_model")))
-    except ModuleNotFoundError:
-        installed = None
+    installed = Path(str(resources.files("eelsprint") / "_default_model"))
     checkout = Path(__file__).resolve().parents[3] / "models" / "default"
     for path in (installed, checkout):
-        if path is not None and (path / "manifest.json").is_file():
+        if (path / MANIFEST).is_file():
             return path
     raise ModelFileError(f"the shipped default model is missing (looked in the package data and {checkout})")
