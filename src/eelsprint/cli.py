@@ -18,6 +18,8 @@ import typer
 from eelsprint.config import Config
 from eelsprint.exceptions import ConfigError, EelsprintError
 
+__all__ = ["app", "main"]
+
 app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,

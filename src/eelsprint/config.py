@@ -14,6 +14,19 @@ from typing import Any, Literal
 
 from eelsprint.exceptions import ConfigError
 
+__all__ = [
+    "MODES",
+    "Config",
+    "HeadConfig",
+    "InferenceConfig",
+    "ModelConfig",
+    "NuisanceConfig",
+    "PreprocessConfig",
+    "TrainConfig",
+    "Window",
+    "check_choice",
+]
+
 Window = tuple[float, float] | None
 #: The estimator's integration modes (``InferenceConfig.mode`` and every ``mode=`` argument).
 MODES = ("fast", "exact", "head")

@@ -23,6 +23,8 @@ from eelsprint.inference.metrics import (
 from eelsprint.maps import plot_maps
 from eelsprint.report.baselines import nearest_fingerprint
 
+__all__ = ["format_summary", "run_demo", "score"]
+
 
 def score(ds: Any, labels: np.ndarray) -> dict[str, float]:
     """Accuracy, calibration and uncertainty-quality metrics of a result against the truth."""

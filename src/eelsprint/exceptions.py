@@ -6,6 +6,17 @@ prints its message on one line and exits non-zero.
 
 from __future__ import annotations
 
+__all__ = [
+    "ConfigError",
+    "EelsprintError",
+    "ExportError",
+    "InputDataError",
+    "ModelFileError",
+    "NotFittedError",
+    "first_line",
+    "typed_first_line",
+]
+
 
 def first_line(err: BaseException) -> str:
     """First non-empty line of an exception's message, or its type name: the reason in a one-line error."""

@@ -10,6 +10,8 @@ import xarray as xr
 
 from eelsprint.inference.uncertainty import Prediction
 
+__all__ = ["nav_dims", "plot_maps", "to_dataset", "to_hyperspy"]
+
 _NAV_NAMES = {1: ("pixel",), 2: ("y", "x"), 3: ("frame", "y", "x")}
 
 

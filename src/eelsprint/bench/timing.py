@@ -17,6 +17,8 @@ import torch
 
 from eelsprint.inference.runtime import physical_cores
 
+__all__ = ["ISA_FLAGS", "Pipeline", "latency_ms", "machine_info", "sgemm_gflops", "throughput"]
+
 #: A pipeline under test: a batch of spectra in, anything out.
 Pipeline = Callable[[torch.Tensor], Any]
 #: CPU features that decide which reduced precisions are fast.

@@ -14,6 +14,8 @@ from eelsprint.config import NuisanceConfig
 from eelsprint.data.preprocess import shift_spectra
 from eelsprint.data.spectra import Library
 
+__all__ = ["augment_library", "broaden"]
+
 
 def broaden(data: np.ndarray, energy: np.ndarray, sigma_ev: np.ndarray) -> np.ndarray:
     """Convolve each spectrum ``(N, C)`` with a Gaussian of its own width ``sigma_ev`` (N,), via FFT.

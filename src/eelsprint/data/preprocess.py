@@ -15,6 +15,21 @@ from eelsprint.config import PreprocessConfig
 from eelsprint.data.spectra import Library, Spectra
 from eelsprint.exceptions import InputDataError
 
+__all__ = [
+    "align",
+    "crop",
+    "library_on_axis",
+    "log",
+    "normalise_array",
+    "overlap",
+    "pca_denoise",
+    "preprocess",
+    "rebin",
+    "resample",
+    "shift_spectra",
+    "subtract_power_law",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -21,6 +21,16 @@ from scipy.ndimage import gaussian_filter
 
 from eelsprint.data.spectra import Library, Spectra
 
+__all__ = [
+    "COMPOSITIONS",
+    "ENERGY",
+    "SimulatedSeries",
+    "edge_shape",
+    "fingerprint_library",
+    "outlier_shape",
+    "simulate_series",
+]
+
 #: Energy axis of the paper's F K-edge window: 677.0 .. 736.75 eV at 0.25 eV.
 ENERGY = np.arange(240) * 0.25 + 677.0
 

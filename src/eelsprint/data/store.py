@@ -17,6 +17,7 @@ foreign directory.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 from importlib import resources
@@ -66,9 +67,12 @@ def _storable(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _package_version() -> str:
-    import eelsprint
-
-    return str(getattr(eelsprint, "__version__", "unknown"))
+    """The installed distribution's version (from its metadata: ``eelsprint/__init__`` is not
+    imported from this lower layer); ``"unknown"`` in a checkout that was never installed."""
+    try:
+        return importlib.metadata.version("eelsprint")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def save_model_dir(

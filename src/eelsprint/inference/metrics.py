@@ -7,6 +7,21 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
+__all__ = [
+    "ReliabilityCurve",
+    "accuracy",
+    "brier_score",
+    "confusion",
+    "error_auroc",
+    "expected_calibration_error",
+    "macro_f1",
+    "negative_log_likelihood",
+    "ood_auroc",
+    "reliability_curve",
+    "selective_area",
+    "selective_curve",
+]
+
 
 def accuracy(proba: np.ndarray, labels: np.ndarray) -> float:
     """Share of spectra whose most probable class is the true one (labels >= 0 only)."""

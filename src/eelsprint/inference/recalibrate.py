@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,14 +28,22 @@ from scipy.optimize import minimize_scalar
 
 from eelsprint.exceptions import InputDataError, NotFittedError
 from eelsprint.inference.metrics import negative_log_likelihood
-from eelsprint.inference.uncertainty import sigma_point_softmax
+from eelsprint.inference.uncertainty import GPPosterior, sigma_point_softmax
 
-if TYPE_CHECKING:
-    from eelsprint.classify import FingerprintClassifier
+__all__ = ["LatentClassifier", "TemperatureScaler", "latent_moments", "scaled_proba"]
+
+
+class LatentClassifier(Protocol):
+    """What :func:`latent_moments` needs of a classifier (a fitted ``FingerprintClassifier``)."""
+
+    @property
+    def gp_(self) -> GPPosterior: ...
+
+    def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 def latent_moments(
-    clf: FingerprintClassifier, X: Any, energy: np.ndarray | None = None, *, encoder_variance: bool = True
+    clf: LatentClassifier, X: Any, energy: np.ndarray | None = None, *, encoder_variance: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance of the class functions ``f(z)`` per spectrum, integrated over ``z``.
 
@@ -57,13 +65,14 @@ def latent_moments(
         ``var`` is the total: from the encoder plus from the GP.
     """
     mu, var = clf.encode(X, energy)
-    mu_t = torch.as_tensor(mu.reshape(-1, mu.shape[-1]), dtype=torch.float32)
-    var_t = torch.as_tensor(var.reshape(-1, var.shape[-1]), dtype=torch.float32)
+    device = clf.gp_.alpha.device
+    mu_t = torch.as_tensor(mu.reshape(-1, mu.shape[-1]), dtype=torch.float32, device=device)
+    var_t = torch.as_tensor(var.reshape(-1, var.shape[-1]), dtype=torch.float32, device=device)
     if not encoder_variance:
         var_t = torch.zeros_like(var_t)
     with torch.no_grad():
         mean, var_enc, var_gp = clf.gp_.uncertain_moments(mu_t, var_t)  # chunked inside
-    return mean.double().numpy(), (var_enc + var_gp).double().numpy()
+    return mean.double().cpu().numpy(), (var_enc + var_gp).double().cpu().numpy()
 
 
 def scaled_proba(mean: np.ndarray, var: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from eelsprint.inference.uncertainty import GPPosterior
 
+__all__ = ["fraction_draws", "fraction_intervals", "sample_class_probabilities", "to_inference_data"]
+
 
 @torch.no_grad()
 def sample_class_probabilities(

@@ -16,6 +16,15 @@ from eelsprint.config import ModelConfig, TrainConfig
 from eelsprint.models.gp import LatentGPClassifier
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE, gaussian_kl
 
+__all__ = [
+    "VAEDiagnostics",
+    "calibrate_scale",
+    "latent_training_set",
+    "train_gp",
+    "train_raw_encoder",
+    "train_vae",
+]
+
 
 @dataclass(frozen=True)
 class VAEDiagnostics:

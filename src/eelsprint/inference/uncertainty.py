@@ -25,6 +25,8 @@ import torch
 
 from eelsprint.models.gp import LatentGPClassifier
 
+__all__ = ["GPPosterior", "Prediction", "entropy", "predict_exact", "predict_fast", "sigma_point_softmax"]
+
 
 @dataclass(frozen=True)
 class GPPosterior:

@@ -10,6 +10,8 @@ from gpytorch.variational import (
     VariationalStrategy,
 )
 
+__all__ = ["LatentGPClassifier"]
+
 
 class LatentGPClassifier(gpytorch.models.ApproximateGP):
     """One independent SVGP per class, ARD RBF kernels, learned inducing points.

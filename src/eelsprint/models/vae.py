@@ -17,6 +17,8 @@ from torch import nn
 
 from eelsprint.config import ModelConfig
 
+__all__ = ["ConvDecoder", "ConvEncoder", "SpectrumVAE", "gaussian_kl"]
+
 
 def _conv_lengths(n_channels: int, kernels: tuple[int, ...]) -> list[int]:
     lengths = [n_channels]

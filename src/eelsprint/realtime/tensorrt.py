@@ -16,6 +16,8 @@ import torch
 from eelsprint.exceptions import ExportError, typed_first_line
 from eelsprint.models.head import CastModel, RealtimeModel
 
+__all__ = ["dynamic_batch", "load_tensorrt", "tensorrt_module", "write_tensorrt"]
+
 
 def tensorrt_module(cpu_formats: tuple[str, ...]) -> Any:
     """``torch_tensorrt``, or a one-line :class:`ExportError` that names ``cpu_formats`` instead."""

@@ -30,6 +30,18 @@ from eelsprint.data.augment import augment_library
 from eelsprint.data.preprocess import pca_denoise
 from eelsprint.data.spectra import Library
 
+__all__ = [
+    "DESCRIPTIONS",
+    "RatioWindows",
+    "nearest_fingerprint",
+    "one_hot",
+    "pca_gp_proba",
+    "pca_nearest_proba",
+    "peak_ratio_proba",
+    "ratio_windows",
+    "run_baselines",
+]
+
 #: Baseline name -> what it is, for reports.
 DESCRIPTIONS = {
     "nearest_fingerprint": "nearest library spectrum (least squares) on the raw spectra; one-hot",

@@ -22,6 +22,17 @@ from threadpoolctl import threadpool_limits
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
 
+__all__ = [
+    "ResidualStats",
+    "class_mean_sd",
+    "decode",
+    "library_latents",
+    "pca_latents",
+    "residual_stats",
+    "silhouette_per_frame",
+    "tsne",
+]
+
 
 def pca_latents(x: np.ndarray, n_components: int, seed: int = 0) -> np.ndarray:
     """Projections of spectra (n, n_channels) on their first ``n_components`` principal components."""

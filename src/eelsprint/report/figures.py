@@ -17,6 +17,22 @@ from matplotlib.patches import Ellipse, Patch
 
 from eelsprint.inference.metrics import ReliabilityCurve
 
+__all__ = [
+    "DPI",
+    "class_colours",
+    "class_maps",
+    "confusion",
+    "denoised_spectra",
+    "fractions",
+    "library_latents",
+    "posterior_predictive",
+    "reliability",
+    "selective",
+    "silhouettes",
+    "tsne_panels",
+    "value_maps",
+]
+
 DPI = 90
 _OUTSIDE = "#b0b0b0"
 

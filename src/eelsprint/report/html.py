@@ -11,6 +11,8 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+__all__ = ["Image", "Section", "Table", "cell", "render"]
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }

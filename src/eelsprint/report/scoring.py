@@ -22,6 +22,8 @@ from eelsprint.inference.metrics import (
     selective_area,
 )
 
+__all__ = ["TRUTH_KEYS", "calibration_split", "entropy", "per_frame_accuracy", "truth_scores"]
+
 #: Keys every scored method has in ``metrics.json`` (``None`` where undefined).
 TRUTH_KEYS = ("accuracy", "macro_f1", "nll", "brier", "ece", "ood_auroc", "error_auroc")
 

@@ -7,12 +7,10 @@ Called by :func:`eelsprint.report.build.build_report`; every part adds to one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import arviz as az
 import numpy as np
-from tqdm.auto import tqdm
 
 from eelsprint.data.preprocess import pca_denoise
 from eelsprint.inference.sampling import (
@@ -24,48 +22,15 @@ from eelsprint.inference.sampling import (
 from eelsprint.report import embedding, figures
 from eelsprint.report.baselines import DESCRIPTIONS, run_baselines
 from eelsprint.report.html import Image, Section, Table
+from eelsprint.report.inputs import ReportData
 from eelsprint.report.scoring import TRUTH_KEYS
 from eelsprint.report.truth import truth_sections
 
-if TYPE_CHECKING:
-    from eelsprint.classify import FingerprintClassifier
-    from eelsprint.report.build import Frame, ReportConfig
+__all__ = ["MAX_MAP_FRAMES", "TERMS", "compute_sections"]
 
 #: Per-pixel uncertainty terms of eelsprint, higher = less sure.
 TERMS = ("entropy", "aleatoric", "epistemic", "var_from_encoder", "var_from_gp")
 MAX_MAP_FRAMES = 8
-
-
-@dataclass
-class ReportData:
-    """What every part of the report works from."""
-
-    clf: FingerprintClassifier
-    x: np.ndarray  # (n_pixels, n_channels) on the model's axis, frames first
-    frames: list[Frame]
-    labels: np.ndarray | None  # ground truth, -1 = in no library class
-    config: ReportConfig
-    bar: tqdm
-
-    @property
-    def starts(self) -> np.ndarray:
-        """Index of each frame's first pixel."""
-        return np.array([f.start for f in self.frames])
-
-    @property
-    def names(self) -> list[str]:
-        """Frame names."""
-        return [f.name for f in self.frames]
-
-    @property
-    def classes(self) -> list[str]:
-        """The model's class names."""
-        return [str(c) for c in self.clf.classes_]
-
-    def step(self, stage: str) -> None:
-        """Advance the progress bar to ``stage``."""
-        self.bar.set_description(f"report: {stage}")
-        self.bar.update()
 
 
 def compute_sections(d: ReportData) -> tuple[dict[str, Any], list[Section], az.InferenceData]:

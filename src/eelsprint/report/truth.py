@@ -27,7 +27,9 @@ from eelsprint.report.html import Image, Section, Table
 from eelsprint.report.scoring import calibration_split, entropy, per_frame_accuracy, truth_scores
 
 if TYPE_CHECKING:
-    from eelsprint.report.sections import ReportData
+    from eelsprint.report.inputs import ReportData
+
+__all__ = ["ABLATIONS", "truth_sections"]
 
 #: Ablations of eelsprint scored in the report: name -> description.
 ABLATIONS = {
