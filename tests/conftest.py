@@ -1,10 +1,13 @@
 """Shared fixtures: a small simulated series and a classifier fitted on it once per session.
 
-``EELSPRINT_TEST_DEVICE`` is reserved for choosing a device (CPU by default).
+Devices (as pyro's ``PYRO_DEVICE``): tests that take the ``device`` fixture run on each device
+in ``EELSPRINT_DEVICE`` (comma-separated, e.g. ``cuda`` or ``cpu,cuda``), by default on the
+CPU and, where torch sees CUDA, on ``cuda`` too. Tests marked ``gpu`` are skipped without CUDA.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,20 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: The default schedule with fewer GP iterations: the session's shared model. (15 epochs gave an
 #: OOD AUROC of only 0.80 on 3 frames; 40 gives 0.9996, see the OOD test.)
 QUICK = Config.from_dict({"train": {"gp_iterations": 200}})
+
+
+#: The devices the ``device`` fixture runs over.
+DEVICES = [
+    d.strip()
+    for d in os.environ.get("EELSPRINT_DEVICE", "cpu,cuda" if torch.cuda.is_available() else "cpu").split(",")
+    if d.strip()
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request: pytest.FixtureRequest) -> str:
+    """Each device of :data:`DEVICES` in turn."""
+    return str(request.param)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

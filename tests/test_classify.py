@@ -1,18 +1,21 @@
 """The estimator on the simulator's data: accuracy, calibration, OOD, noise-aware variance, persistence."""
 
+import dataclasses
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.base import clone
 
-from eelsprint import FingerprintClassifier
+from eelsprint import Config, FingerprintClassifier, default_model_path
 from eelsprint.data.simulate import SimulatedSeries, simulate_series
 from eelsprint.data.spectra import Spectra
-from eelsprint.exceptions import InputDataError, NotFittedError
+from eelsprint.exceptions import ConfigError, InputDataError, NotFittedError
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
 from eelsprint.report.baselines import nearest_fingerprint
+from tests.conftest import QUICK
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +155,104 @@ def test_training_learned_a_used_latent(fitted: FingerprintClassifier) -> None:
     d = fitted.diagnostics_
     assert d["active_dims"] >= 4, d
     assert d["kl_total"] > 8.0, d
+
+
+# -- the scikit-learn contract, seeding and devices ------------------------------------------------
+
+TINY = Config.from_dict(
+    {
+        "train": {"epochs": 2, "raw_epochs": 2, "gp_iterations": 20},
+        "head": {"epochs": 2, "n_points": 2000},
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_series() -> SimulatedSeries:
+    """One frame of 8 x 10 pixels: enough to fit TINY in about a second."""
+    return simulate_series(n_frames=1, shape=(8, 10), seed=0)
+
+
+def test_clone_gives_an_unfitted_estimator_with_equal_params(fitted: FingerprintClassifier) -> None:
+    clf = FingerprintClassifier(config=QUICK, progress=False, device="cpu")
+    assert clf.get_params() == {"config": QUICK, "progress": False, "device": "cpu"}
+    copy = clone(clf)
+    assert copy is not clf and copy.get_params() == clf.get_params()
+    assert not hasattr(copy, "gp_")
+    refitted = clone(fitted)  # a fitted estimator clones to an unfitted one with its params
+    assert refitted.get_params() == fitted.get_params() and not hasattr(refitted, "gp_")
+    with pytest.raises(NotFittedError, match="not fitted"):
+        refitted.predict(np.zeros((2, 240)))
+    assert clf.set_params(device="auto") is clf and clf.device == "auto"
+
+
+def test_unknown_mode_is_refused_everywhere(fitted: FingerprintClassifier, series: SimulatedSeries) -> None:
+    x = series.spectra.data[0]
+    message = r"^mode must be 'fast', 'exact' or 'head', got 'bogus'$"
+    for method in (fitted.predict_proba, fitted.predict, fitted.classify, fitted.stream):
+        with pytest.raises(ConfigError, match=message):
+            method(x, mode="bogus")  # stream: at the call, before any frame
+    assert fitted.live_mode() == "head" and fitted.live_mode("exact") == "exact"
+
+
+def test_fit_is_reproducible_and_leaves_the_global_rng_alone(tiny_series: SimulatedSeries) -> None:
+    """Same seed: identical probabilities in every mode (bit for bit on the CPU); another seed
+    differs (seen: max |dp| 0.03-0.2 between seeds 0 and 1); the global RNG state is untouched."""
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002 (the global one)
+
+    def fit(seed: int) -> FingerprintClassifier:
+        config = TINY.replace(train=dataclasses.replace(TINY.train, seed=seed))
+        return FingerprintClassifier(config=config, progress=False).fit(
+            tiny_series.spectra, tiny_series.library
+        )
+
+    first, second, other = fit(0), fit(0), fit(1)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    numpy_after = np.random.get_state()  # noqa: NPY002
+    assert all(np.array_equal(a, b) for a, b in zip(numpy_after, numpy_state, strict=True))
+    x = tiny_series.spectra
+    for mode in ("fast", "exact", "head"):
+        np.testing.assert_array_equal(first.predict_proba(x, mode=mode), second.predict_proba(x, mode=mode))
+    assert np.abs(first.predict_proba(x) - other.predict_proba(x)).max() > 1e-3
+
+
+def test_fit_and_classify_on_device(device: str, tiny_series: SimulatedSeries, tmp_path: Path) -> None:
+    """Fit on ``device``; results come back as CPU numpy; saved weights reload on the CPU and agree.
+
+    Tolerance of the reload: 1e-5 on the CPU (the same arithmetic), 1e-3 from CUDA (TF32/cuDNN
+    convolutions; unmeasured here, this machine has no GPU).
+    """
+    clf = FingerprintClassifier(config=TINY, progress=False, device=device)
+    clf.fit(tiny_series.spectra, tiny_series.library)
+    assert clf.device_.type == device and clf.gp_.alpha.device.type == device
+    x = tiny_series.spectra
+    results = {mode: clf.predict_proba(x, mode=mode) for mode in ("fast", "exact", "head")}
+    for proba in results.values():
+        assert isinstance(proba, np.ndarray) and proba.shape == (1, 8, 10, 4)
+        np.testing.assert_allclose(proba.sum(-1), 1.0, atol=1e-5)
+    mu, var = clf.encode(x)
+    assert isinstance(mu, np.ndarray) and var.shape == (1, 8, 10, TINY.model.latent_dim)
+    clf.save(tmp_path / "m")
+    on_cpu = FingerprintClassifier.load(tmp_path / "m", progress=False)
+    assert on_cpu.device_.type == "cpu" and on_cpu.get_params()["device"] == "cpu"
+    atol = 1e-5 if device == "cpu" else 1e-3
+    np.testing.assert_allclose(on_cpu.predict_proba(x), results["fast"], atol=atol)
+    on_cpu.set_params(device=device)  # moved at the next prediction
+    np.testing.assert_allclose(on_cpu.predict_proba(x), results["fast"], atol=atol)
+    assert on_cpu.device_.type == device
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_and_unknown_devices_are_refused(tiny_series: SimulatedSeries) -> None:
+    with pytest.raises(ConfigError, match=r"device 'cuda' asked for, but torch sees no CUDA device"):
+        FingerprintClassifier(config=TINY, device="cuda").fit(tiny_series.spectra, tiny_series.library)
+    with pytest.raises(ConfigError, match=r"^device must be 'cpu', 'cuda' or 'auto', got 'tpu'$"):
+        FingerprintClassifier(config=TINY, device="tpu").fit(tiny_series.spectra, tiny_series.library)
+    assert FingerprintClassifier.load_default(progress=False, device="auto").device_.type == "cpu"
+
+
+def test_shipped_model_is_found_and_loads() -> None:
+    path = default_model_path()
+    assert (path / "weights.safetensors").is_file()
+    clf = FingerprintClassifier.load_default(progress=False)
+    assert list(clf.classes_) == ["F50", "F25", "F12.5", "F0"] and clf.head_ is not None

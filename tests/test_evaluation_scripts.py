@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+import torch
+
 from eelsprint import FingerprintClassifier
 
 EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
@@ -59,3 +62,25 @@ def test_auroc_is_nan_when_undefined() -> None:
     proba = np.array([[0.9, 0.1], [0.2, 0.8]])
     assert np.isnan(error_auroc(np.array([0.1, 0.2]), proba, np.array([0, 1])))
     assert ood_auroc(np.array([0.1, 0.9]), np.array([0, -1])) == 1.0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: see the gpu test")
+def test_gpu_cuda_check_says_no_cuda(capsys: pytest.CaptureFixture[str]) -> None:
+    assert load("gpu_cuda_check").main([]) == {"cuda": False}
+    assert capsys.readouterr().out.startswith("no CUDA: torch ")
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_check_smoke(tmp_path: Path) -> None:
+    """Tiny settings. Same weights on CUDA and CPU: fast and head within mean |dp| 1e-3 (TF32
+    convolutions allowed), labels agree on >= 99 %; the compiled graph matches eager to 1e-3."""
+    out = tmp_path / "cuda.json"
+    args = ["--frames", "1", "--epochs", "2", "--gp-iterations", "20", "--calls", "10", "--json", str(out)]
+    result = load("gpu_cuda_check").main(args)
+    assert json.loads(out.read_text())["cuda"] is True
+    for mode in ("fast", "head"):
+        same = result["same_weights_cuda_vs_cpu"][mode]
+        assert same["mean_abs_dp"] < 1e-3 and same["label_agreement"] >= 0.99, (mode, same)
+    graph = result["realtime_graph_cuda"]
+    assert graph["compiled_vs_eager_max_abs_dp"] < 1e-3
+    assert graph["compiled"]["spectra_per_s_13680"] > 0 and graph["eager"]["b32_latency_ms"] > 0
