@@ -16,6 +16,7 @@ from eelsprint.exceptions import ConfigError, InputDataError, NotFittedError
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
 from eelsprint.report.baselines import nearest_fingerprint
 from tests.conftest import QUICK
+from tests.test_cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +257,17 @@ def test_shipped_model_is_found_and_loads() -> None:
     assert (path / "weights.safetensors").is_file()
     clf = FingerprintClassifier.load_default(progress=False)
     assert list(clf.classes_) == ["F50", "F25", "F12.5", "F0"] and clf.head_ is not None
+
+
+def test_cli_refuses_an_unknown_mode(
+    fitted_dir: Path, series: SimulatedSeries, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    data = tmp_path / "frame.npz"
+    np.savez(data, x=series.spectra.data[0], energy=series.spectra.energy)
+    for command in (["classify", str(data)], ["watch", str(tmp_path), "--once"]):
+        options = ["-m", str(fitted_dir), "-o", str(tmp_path / "out"), "--mode", "bogus"]
+        code, _, err = run_cli(monkeypatch, capsys, *command, *options)
+        assert code == 1 and err.strip().splitlines() == [
+            "error: mode must be 'fast', 'exact' or 'head', got 'bogus'"
+        ], err
+    assert not (tmp_path / "out").exists()

@@ -19,6 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import skip_init
 
 from eelsprint.exceptions import ConfigError
 from eelsprint.models.vae import ConvEncoder
@@ -124,7 +125,9 @@ class RealtimeModel(nn.Module):
         for conv in (m for m in encoder.features if isinstance(m, nn.Conv1d)):
             (k,), (stride,), padding = conv.kernel_size, conv.stride, conv.padding
             pad = int(padding[0]) if isinstance(padding, tuple) else 0
-            flat = nn.Conv2d(conv.in_channels, conv.out_channels, (1, k), (1, stride), (0, pad))
+            shape = (conv.in_channels, conv.out_channels, (1, k), (1, stride), (0, pad))
+            # on the encoder's device, uninitialised (no global RNG draw): every weight is copied below
+            flat = skip_init(nn.Conv2d, *shape, device=conv.weight.device)
             with torch.no_grad():
                 flat.weight.copy_(conv.weight.unsqueeze(2))
                 if conv.bias is not None and flat.bias is not None:
@@ -136,7 +139,8 @@ class RealtimeModel(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.slope = float(slopes[0]) if slopes else 0.01
         self.latent_dim = encoder.loc.out_features
-        self.latent = nn.Linear(encoder.loc.in_features, 2 * self.latent_dim)
+        in_features, device = encoder.loc.in_features, encoder.loc.weight.device
+        self.latent = skip_init(nn.Linear, in_features, 2 * self.latent_dim, device=device)
         with torch.no_grad():
             self.latent.weight.copy_(torch.cat([encoder.loc.weight, encoder.log_scale.weight]))
             self.latent.bias.copy_(torch.cat([encoder.loc.bias, encoder.log_scale.bias]))
