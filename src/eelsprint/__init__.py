@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
+from eelsprint.data.io import read_library, read_spectra
 from eelsprint.data.store import default_model_path
 from eelsprint.exceptions import EelsprintError, InputDataError, ModelFileError
 
@@ -24,4 +25,6 @@ __all__ = [
     "ModelFileError",
     "__version__",
     "default_model_path",
+    "read_library",
+    "read_spectra",
 ]
