@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
-from tqdm.auto import tqdm
 
 from eelsprint.config import Config
 from eelsprint.data.augment import augment_library
@@ -26,6 +25,7 @@ from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, prepro
 from eelsprint.data.spectra import Library, Spectra
 from eelsprint.data.store import load_model_dir, save_model_dir
 from eelsprint.exceptions import InputDataError, NotFittedError
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import Precision, RealtimeModel, with_precision
@@ -155,8 +155,34 @@ class FingerprintClassifier:
         if not hasattr(self, "gp_"):
             raise NotFittedError("this FingerprintClassifier is not fitted yet; call fit() or load() first")
 
-    def _model_input(self, X: Any, energy: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...], str]:
-        """Preprocess as at fit time and put on the model's axis -> (flat spectra, nav shape, source)."""
+    def model_input(
+        self, X: Any, energy: np.ndarray | None = None
+    ) -> tuple[np.ndarray, tuple[int, ...], str]:
+        """Spectra as the model sees them: preprocessed as at fit time, on the model's energy axis.
+
+        Parameters
+        ----------
+        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
+            A plain array already on the model's axis (``energy_``) is taken as is.
+        energy : ndarray of shape (n_channels,), optional
+            Energy axis (eV) when ``X`` is a plain array that is not on the model's axis.
+
+        Returns
+        -------
+        x : ndarray of shape (n_spectra, n_model_channels)
+            One row per spectrum, row-major over the navigation axes.
+        nav_shape : tuple of int
+            The input's navigation shape (``x.reshape(*nav_shape, -1)`` restores it).
+        source : str
+            Where the spectra came from (file name, or a description).
+
+        Raises
+        ------
+        NotFittedError
+            If the classifier is not fitted.
+        InputDataError
+            If ``X`` cannot be read or does not overlap the model's energy axis.
+        """
         self._check_fitted()
         if not isinstance(X, Spectra) and energy is None and np.shape(X)[-1:] == self.energy_.shape:
             spectra = as_spectra(X, self.energy_)
@@ -167,7 +193,7 @@ class FingerprintClassifier:
 
     def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The raw encoder's latent mean and variance, each of shape (..., latent_dim)."""
-        x, nav, _ = self._model_input(X, energy)
+        x, nav, _ = self.model_input(X, energy)
         mu, var = self._encode(torch.as_tensor(x, dtype=torch.float32))
         return mu.numpy().reshape(*nav, -1), var.numpy().reshape(*nav, -1)
 
@@ -186,24 +212,20 @@ class FingerprintClassifier:
             precision = self.config_.inference.head_precision
             return predict_head(self.realtime_model(precision), x, precision)
         generator = torch.Generator().manual_seed(self.config_.train.seed)
-        parts, mus, vars_ = [], [], []
-        chunks = range(0, len(x), inf.batch_size)
-        for start in tqdm(chunks, desc="classify", disable=not self.progress or len(chunks) < 8, leave=False):
-            mu, var = self._encode(torch.as_tensor(x[start : start + inf.batch_size], dtype=torch.float32))
+
+        def predict(chunk: np.ndarray) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
+            mu, var = self._encode(torch.as_tensor(chunk, dtype=torch.float32))
             if mode == "exact":
-                parts.append(predict_exact(self.gp_, mu, var, inf.mc_samples, inf.f_samples, generator))
-            else:
-                parts.append(predict_fast(self.gp_, mu, var))
-            mus.append(mu)
-            vars_.append(var)
-        joined = Prediction(
-            *(torch.cat([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__)
-        )
-        return joined, torch.cat(mus).numpy(), torch.cat(vars_).numpy()
+                return predict_exact(self.gp_, mu, var, inf.mc_samples, inf.f_samples, generator), mu, var
+            return predict_fast(self.gp_, mu, var), mu, var
+
+        desc = "classify" if self.progress else None
+        pred, mu, var = map_chunks(predict, x, chunk=inf.batch_size, desc=desc)
+        return pred, mu.numpy(), var.numpy()
 
     def predict_proba(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
         """Class probabilities integrated over the encoder's latent and the GP, shape (..., n_classes)."""
-        x, nav, _ = self._model_input(X, energy)
+        x, nav, _ = self.model_input(X, energy)
         return self._predict_chunks(x, mode)[0].proba.numpy().reshape(*nav, -1)
 
     def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
@@ -215,7 +237,7 @@ class FingerprintClassifier:
         """Everything per spectrum as an :class:`xarray.Dataset` (see :func:`eelsprint.maps.to_dataset`)."""
         from eelsprint.maps import to_dataset
 
-        x, nav, source = self._model_input(X, energy)
+        x, nav, source = self.model_input(X, energy)
         pred, mu, var = self._predict_chunks(x, mode)
         return to_dataset(
             pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode

@@ -33,6 +33,7 @@ from eelsprint.bench.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gf
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
 from eelsprint.exceptions import ConfigError
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
 from eelsprint.inference.runtime import CHUNKS, torch_threads
 from eelsprint.inference.uncertainty import predict_exact, predict_fast
@@ -100,7 +101,7 @@ def bench_spectra(clf: FingerprintClassifier, n: int, seed: int) -> tuple[np.nda
 
     if clf.energy_.shape == ENERGY.shape and np.allclose(clf.energy_, ENERGY):
         series = simulate_series(n_frames=-(-n // FRAME), seed=seed + 1)
-        x, _, _ = clf._model_input(series.spectra, None)
+        x, _, _ = clf.model_input(series.spectra)
         return x[:n].astype(np.float32), series.labels.reshape(-1)[:n]
     rng = np.random.default_rng(seed)
     lib = clf.library_.spectra
@@ -266,11 +267,9 @@ def run_bench(
         rows, outputs = {}, {}
         for name, (fn, chunk) in pipes.items():
             with torch.inference_mode():
-                parts = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]  # warm-up, kept for quality
-            if parts[0][0] is not None:
-                outputs[name] = tuple(
-                    None if p[0] is None else torch.cat(list(p)) for p in zip(*parts, strict=True)
-                )
+                out = map_chunks(fn, x, chunk=chunk)  # warm-up, kept for quality
+            if out[0] is not None:
+                outputs[name] = out
             slow = name in ("fast_psi", "exact_mc", "paper_style")
             rows[name] = {
                 "spectra_per_s": throughput(fn, x, chunk, min(config.repeats, 3) if slow else config.repeats),

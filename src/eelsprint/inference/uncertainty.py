@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.models.gp import LatentGPClassifier
 
 
@@ -97,9 +98,7 @@ class GPPosterior:
         inducing-point terms take ``C x chunk x M(M+1)/2`` floats.
         """
         pairs = self._pair_terms()
-        parts = [self._moments(m, v, *pairs) for m, v in zip(mu.split(chunk), var.split(chunk), strict=True)]
-        mean, var_enc, var_gp = (torch.cat(t) for t in zip(*parts, strict=True))
-        return mean, var_enc, var_gp
+        return map_chunks(lambda m, v: self._moments(m, v, *pairs), mu, var, chunk=chunk)
 
     def _pair_terms(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The inducing-point sides of the psi statistics' exponents, and the psi2 weights.

@@ -32,7 +32,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eelsprint.data.atomic import atomic_write, write_json
-from eelsprint.data.preprocess import preprocess, resample
 from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import ConfigError, InputDataError
 from eelsprint.report.html import Section, render
@@ -177,14 +176,15 @@ def model_pixels(
 ) -> np.ndarray:
     """Every pixel of every input on the model's energy axis, frames first: (n_pixels, n_channels).
 
-    The model's stored preprocessing is applied as at fit time.
+    The model's stored preprocessing is applied as at fit time
+    (:meth:`FingerprintClassifier.model_input`).
     """
     flat = []
     for s in spectra:
-        on_axis = resample(preprocess(s, clf.config_.preprocess), clf.energy_)
-        axis = _frames_axis(s.nav_shape, frames_axis, s.source)
-        data = on_axis.data if axis is None else np.moveaxis(on_axis.data, axis, 0)
-        flat.append(data.reshape(-1, on_axis.n_channels))
+        x, nav, source = clf.model_input(s)
+        axis = _frames_axis(nav, frames_axis, source)
+        data = x if axis is None else np.moveaxis(x.reshape(*nav, -1), axis, 0).reshape(x.shape)
+        flat.append(data)
     return np.concatenate(flat)
 
 
