@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import copy
+from typing import get_args
 
 import numpy as np
 import pytest
 import torch
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.config import HeadConfig, InferenceConfig
+from eelsprint.config import PRECISIONS, HeadConfig, InferenceConfig, Precision, check_precision
 from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import ConfigError, NotFittedError
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.metrics import expected_calibration_error, ood_auroc
 from eelsprint.inference.runtime import physical_cores, run_chunks, torch_threads
-from eelsprint.models.head import OUTPUTS, RealtimeModel, with_precision
+from eelsprint.inference.uncertainty import Prediction
+from eelsprint.models.head import DTYPES, OUTPUTS, RealtimeModel, with_precision
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +166,51 @@ def test_threads_default_to_physical_cores_and_are_restored() -> None:
         assert n == physical_cores() >= 1
         assert torch.get_num_threads() == n
     assert torch.get_num_threads() == before
+
+
+def test_map_chunks_joins_every_output_kind_as_one_call_would() -> None:
+    x, y = torch.arange(10.0).reshape(5, 2), np.arange(5)
+    calls = []
+
+    def fn(a: torch.Tensor, b: np.ndarray) -> tuple[torch.Tensor, None, np.ndarray, Prediction]:
+        calls.append(len(a))
+        return a * 2, None, b + 1, Prediction(*(a[:, 0] * k for k in range(6)))
+
+    doubled, nothing, shifted, pred = map_chunks(fn, x, y, chunk=2)
+    assert calls == [2, 2, 1]
+    torch.testing.assert_close(doubled, x * 2)
+    assert nothing is None and shifted.tolist() == [1, 2, 3, 4, 5]
+    assert torch.equal(map_chunks(lambda a: a.T, x, chunk=2, dim=1), x.T)
+    assert isinstance(pred, Prediction) and torch.equal(pred.epistemic, x[:, 0] * 3)
+    assert map_chunks(lambda a: a * 2, x[:0], chunk=4).shape == (0, 2)  # empty: one call, right shape
+    with pytest.raises(ValueError, match="one length"):
+        map_chunks(fn, x, y[:3], chunk=2)
+
+
+def test_one_precision_vocabulary_names_what_each_runtime_takes(fitted: FingerprintClassifier) -> None:
+    assert set(DTYPES) == set(get_args(Precision)) == {p for ps in PRECISIONS.values() for p in ps}
+    assert check_precision("bf16", "eager") == "bf16" and check_precision("fp16", "tensorrt") == "fp16"
+    with pytest.raises(
+        ConfigError, match=r"'fp16' is not available for eager; use fp32, bf16 or int8 \(fp16: tensorrt"
+    ):
+        InferenceConfig(head_precision="fp16")
+    with pytest.raises(ConfigError, match=r"'bf16' is not available for onnx; use fp32 \(bf16: eager only\)"):
+        check_precision("bf16", "onnx")
+    with pytest.raises(ConfigError, match="'fp64' is unknown; use fp32 or fp16 for tensorrt"):
+        check_precision("fp64", "tensorrt")
+    with pytest.raises(ConfigError, match="fp16: tensorrt only"):
+        with_precision(fitted.realtime_model(), "fp16")
+
+
+def test_model_input_is_what_the_model_sees(fitted: FingerprintClassifier, series: SimulatedSeries) -> None:
+    prepared = fitted.prepare(series.spectra)
+    x, nav, source = prepared.flat(), prepared.nav_shape, prepared.source
+    assert nav == series.spectra.nav_shape and x.shape == (np.prod(nav), len(fitted.energy_))
+    assert source == series.spectra.source
+    again = fitted.prepare(x.reshape(*nav, -1))  # already on the model's axis: as is
+    same, nav_again = again.flat(), again.nav_shape
+    assert nav_again == nav and np.array_equal(same, x)
+    from eelsprint.report.build import model_pixels
+
+    frames_first = model_pixels(fitted, [series.spectra], frames_axis=0)
+    assert np.array_equal(frames_first, x)  # the simulator's frames are already the first axis

@@ -10,26 +10,62 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from eelsprint.exceptions import ConfigError
+from eelsprint.exceptions import ConfigError, EelsprintError
 
 __all__ = [
     "MODES",
+    "PRECISIONS",
     "Config",
     "HeadConfig",
     "InferenceConfig",
     "ModelConfig",
     "NuisanceConfig",
+    "Precision",
     "PreprocessConfig",
     "TrainConfig",
     "Window",
     "check_choice",
+    "check_precision",
 ]
 
 Window = tuple[float, float] | None
 #: The estimator's integration modes (``InferenceConfig.mode`` and every ``mode=`` argument).
 MODES = ("fast", "exact", "head")
+#: Numerical precision of the real-time graph, by name: float32; float16 (TensorRT engines);
+#: bfloat16 weights and activations, or int8 dynamic quantisation of the dense layers
+#: (convolutions stay float32), both for the eager CPU graph. The torch dtypes are
+#: :data:`eelsprint.models.head.DTYPES`.
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+#: The precisions each runtime of the real-time graph supports ("eager": PyTorch on the CPU,
+#: ``[inference] head_precision``; the others: ``eelsprint export --format``).
+PRECISIONS: dict[str, tuple[Precision, ...]] = {
+    "eager": ("fp32", "bf16", "int8"),
+    "pt2": ("fp32",),
+    "onnx": ("fp32",),
+    "torchscript": ("fp32",),
+    "tensorrt": ("fp32", "fp16"),
+}
+
+
+def check_precision(
+    precision: str, runtime: str, name: str = "precision", error: type[EelsprintError] = ConfigError
+) -> Precision:
+    """``precision`` if ``runtime`` (a key of :data:`PRECISIONS`) supports it, else ``error``.
+
+    The message names what the runtime takes and where the refused precision is available:
+    ``precision 'fp16' is not available for onnx; use fp32 (fp16: tensorrt only)``.
+    """
+    allowed = PRECISIONS[runtime]
+    if precision in allowed:
+        return cast(Precision, precision)
+    use = f"use {', '.join(allowed[:-1])} or {allowed[-1]}" if len(allowed) > 1 else f"use {allowed[0]}"
+    elsewhere = [r for r, choices in PRECISIONS.items() if precision in choices]
+    if not elsewhere:
+        raise error(f"{name} {precision!r} is unknown; {use} for {runtime}")
+    where = f"{precision}: {', '.join(elsewhere)} only"
+    raise error(f"{name} {precision!r} is not available for {runtime}; {use} ({where})")
 
 
 def _check_window(name: str, window: Window) -> None:
@@ -228,13 +264,13 @@ class InferenceConfig:
     mc_samples: int = 32
     f_samples: int = 16
     batch_size: int = 1024
-    head_precision: Literal["fp32", "bf16", "int8"] = "fp32"
+    head_precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         check_choice("mode", self.mode, MODES)
         if min(self.mc_samples, self.f_samples, self.batch_size) < 1:
             raise ConfigError("mc_samples, f_samples and batch_size must be >= 1")
-        check_choice("head_precision", self.head_precision, ("fp32", "bf16", "int8"))
+        check_precision(self.head_precision, "eager", "head_precision")
 
 
 @dataclass(frozen=True)

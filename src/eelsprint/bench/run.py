@@ -32,6 +32,7 @@ import torch
 from eelsprint.bench.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gflops, throughput
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.exceptions import ConfigError
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
 from eelsprint.inference.runtime import CHUNKS, torch_threads
 from eelsprint.inference.uncertainty import predict_exact, predict_fast
@@ -250,11 +251,9 @@ def run_bench(
         rows, outputs = {}, {}
         for name, (fn, chunk) in pipes.items():
             with torch.inference_mode():
-                parts = [fn(x[i : i + chunk]) for i in range(0, len(x), chunk)]  # warm-up, kept for quality
-            if parts[0][0] is not None:
-                outputs[name] = tuple(
-                    None if p[0] is None else torch.cat(list(p)) for p in zip(*parts, strict=True)
-                )
+                out = map_chunks(fn, x, chunk=chunk)  # warm-up, kept for quality
+            if out[0] is not None:
+                outputs[name] = out
             slow = name in ("fast_psi", "exact_mc", "paper_style")
             rows[name] = {
                 "spectra_per_s": throughput(fn, x, chunk, min(config.repeats, 3) if slow else config.repeats),

@@ -6,16 +6,15 @@ Every figure is a median over repeats, measured under ``torch.inference_mode``.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from eelsprint.inference.runtime import physical_cores
+from eelsprint.inference.chunks import map_chunks
+from eelsprint.inference.runtime import cpu_info
 
 __all__ = ["ISA_FLAGS", "Pipeline", "latency_ms", "machine_info", "sgemm_gflops", "throughput"]
 
@@ -26,26 +25,16 @@ ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_b
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, cores (logical, physical, usable), ISA flags from /proc/cpuinfo, versions."""
-    flags: set[str] = set()
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "flags":
-                flags |= set(value.split())
-            elif key.strip() == "model name":
-                model = value.strip()
-    except OSError:
-        pass
+    """CPU model, cores (logical, physical, usable), ISA flags (:func:`cpu_info`), versions, load."""
+    cpu = cpu_info()
     return {
-        "cpu": model,
+        "cpu": cpu.model,
         "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "physical_cores": physical_cores(),
-        "isa": {flag: flag in flags for flag in ISA_FLAGS},
+        "usable_cpus": cpu.usable_cpus,
+        "physical_cores": cpu.physical_cores,
+        "isa": {flag: flag in cpu.flags for flag in ISA_FLAGS},
         "torch": torch.__version__,
-        "torch_threads": physical_cores(),
+        "torch_threads": cpu.physical_cores,  # what torch_threads() uses
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
 
@@ -63,13 +52,15 @@ def sgemm_gflops(size: int = 1024, repeats: int = 10) -> float:
 
 
 def throughput(fn: Pipeline, x: torch.Tensor, chunk: int, repeats: int) -> float:
-    """Spectra per second of ``fn`` over ``x`` in chunks of ``chunk``, median of ``repeats`` passes."""
+    """Spectra per second of ``fn`` over ``x`` in chunks of ``chunk``, median of ``repeats`` passes.
+
+    Each pass is :func:`~eelsprint.inference.chunks.map_chunks`, joining the outputs as a caller would.
+    """
     times = []
     with torch.inference_mode():
         for _ in range(repeats):
             start = time.perf_counter()
-            for i in range(0, len(x), chunk):
-                fn(x[i : i + chunk])
+            map_chunks(fn, x, chunk=chunk)
             times.append(time.perf_counter() - start)
     return len(x) / statistics.median(times)
 

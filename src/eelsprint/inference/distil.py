@@ -26,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from eelsprint.config import HeadConfig
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.runtime import torch_threads
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import UncertaintyHead
@@ -109,13 +110,11 @@ def teacher(
 ) -> Prediction:
     """The GP predictive at latent Gaussians ``N(mu, var)``, in chunks (``kind``: "fast" or "exact")."""
     generator = torch.Generator(mu.device).manual_seed(seed)
-    parts = []
-    for start in range(0, len(mu), chunk):
-        m, v = mu[start : start + chunk], var[start : start + chunk]
-        parts.append(
-            predict_exact(gp, m, v, 64, 32, generator) if kind == "exact" else predict_fast(gp, m, v)
-        )
-    return Prediction(*(torch.cat([getattr(p, k) for p in parts]) for k in Prediction.__dataclass_fields__))
+
+    def predict(m: torch.Tensor, v: torch.Tensor) -> Prediction:
+        return predict_exact(gp, m, v, 64, 32, generator) if kind == "exact" else predict_fast(gp, m, v)
+
+    return map_chunks(predict, mu, var, chunk=chunk)
 
 
 def _targets(pred: Prediction) -> dict[str, torch.Tensor]:

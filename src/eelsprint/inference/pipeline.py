@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from eelsprint.config import Config
 from eelsprint.data.augment import augment_library
 from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess
 from eelsprint.data.spectra import Library, Spectra
 from eelsprint.exceptions import ConfigError, InputDataError
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.runtime import predict_head
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
@@ -231,19 +231,14 @@ def predict_parts(
             raise ValueError("mode 'head' needs the real-time graph")
         return predict_head(graph, x, inf.head_precision, device)
     generator = torch.Generator(device).manual_seed(parts.config.train.seed)
-    preds, mus, vars_ = [], [], []
-    chunks = range(0, len(x), inf.batch_size)
-    for start in tqdm(chunks, desc="classify", disable=not progress or len(chunks) < 8, leave=False):
-        batch = torch.as_tensor(x[start : start + inf.batch_size], dtype=torch.float32, device=device)
-        mu, scale = parts.raw_encoder(batch)
+
+    def predict(chunk: np.ndarray) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
+        mu, scale = parts.raw_encoder(torch.as_tensor(chunk, dtype=torch.float32, device=device))
         var = scale.pow(2)
         if mode == "exact":
-            preds.append(predict_exact(parts.gp, mu, var, inf.mc_samples, inf.f_samples, generator))
-        else:
-            preds.append(predict_fast(parts.gp, mu, var))
-        mus.append(mu)
-        vars_.append(var)
-    joined = Prediction(
-        *(torch.cat([getattr(p, k) for p in preds]).cpu() for k in Prediction.__dataclass_fields__)
-    )
-    return joined, torch.cat(mus).cpu().numpy(), torch.cat(vars_).cpu().numpy()
+            return predict_exact(parts.gp, mu, var, inf.mc_samples, inf.f_samples, generator), mu, var
+        return predict_fast(parts.gp, mu, var), mu, var
+
+    pred, mu, var = map_chunks(predict, x, chunk=inf.batch_size, desc="classify" if progress else None)
+    joined = Prediction(*(getattr(pred, k).cpu() for k in Prediction.__dataclass_fields__))
+    return joined, mu.cpu().numpy(), var.cpu().numpy()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +19,49 @@ import numpy as np
 import torch
 from torch import nn
 
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.uncertainty import Prediction
 from eelsprint.models.head import OUTPUTS, Precision
 
-__all__ = ["CHUNK", "CHUNKS", "physical_cores", "predict_head", "run_chunks", "torch_threads"]
+__all__ = [
+    "CHUNK",
+    "CHUNKS",
+    "CpuInfo",
+    "cpu_info",
+    "physical_cores",
+    "predict_head",
+    "run_chunks",
+    "torch_threads",
+]
 
+#: Spectra per call of the graph by precision: large enough to amortise the call, small
 #: enough that the intermediates stay in cache (measured on a 2-core Zen 4).
-CHUNKS = {"fp32": 512, "bf16": 1024, "int8": 512}
+CHUNKS: dict[Precision, int] = {"fp32": 512, "bf16": 1024, "int8": 512}
 CHUNK = CHUNKS["fp32"]
 
 
-def physical_cores() -> int:
-    """Physical cores this process may run on (hyper-threads counted once)."""
+@dataclass(frozen=True)
+class CpuInfo:
+    """What ``/proc/cpuinfo`` says about the CPUs this process may run on (:func:`cpu_info`)."""
+
+    model: str  # "model name", else platform.processor() or platform.machine()
+    flags: frozenset[str]  # ISA flags, e.g. "avx512_bf16"
+    physical_cores: int  # hyper-threads counted once
+    usable_cpus: int  # logical CPUs in this process's affinity mask
+
+
+def cpu_info() -> CpuInfo:
+    """Parse ``/proc/cpuinfo`` once for the model name, ISA flags and physical cores.
+
+    Without it (not Linux) the flags are empty and every usable CPU counts as a core.
+    """
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    model, flags = platform.processor() or platform.machine(), set()
+    cores, processor, physical = set(), None, "0"
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return max(1, len(allowed))
-    cores, processor, physical = set(), None, "0"
+        text = ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key, value = key.strip(), value.strip()
@@ -44,7 +71,16 @@ def physical_cores() -> int:
             physical = value
         elif key == "core id" and processor in allowed:
             cores.add((physical, value))
-    return max(1, len(cores) or len(allowed))
+        elif key == "flags":
+            flags |= set(value.split())
+        elif key == "model name":
+            model = value
+    return CpuInfo(model, frozenset(flags), max(1, len(cores) or len(allowed)), len(allowed))
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once)."""
+    return cpu_info().physical_cores
 
 
 @contextlib.contextmanager
@@ -62,6 +98,8 @@ def torch_threads(n: int | None = None) -> Iterator[int]:
 def run_chunks(model: Any, x: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, ...]:
     """Apply ``model`` to ``x`` in chunks of ``chunk`` spectra under ``torch.inference_mode``.
 
+    :func:`~eelsprint.inference.chunks.map_chunks` for the real-time graph.
+
     Parameters
     ----------
     model : callable
@@ -75,8 +113,7 @@ def run_chunks(model: Any, x: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.T
         Each model output for all ``N`` spectra.
     """
     with torch.inference_mode():
-        parts = [model(x[start : start + chunk]) for start in range(0, len(x), chunk)]
-        return tuple(torch.cat(outs) for outs in zip(*parts, strict=True))
+        return tuple(map_chunks(model, x, chunk=chunk))
 
 
 def predict_head(

@@ -22,8 +22,8 @@ from typing import Any
 import arviz as az
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.uncertainty import GPPosterior
 
 __all__ = ["fraction_draws", "fraction_intervals", "sample_class_probabilities", "to_inference_data"]
@@ -63,16 +63,16 @@ def sample_class_probabilities(
     generator = torch.Generator().manual_seed(seed)
     mu_t = torch.as_tensor(mu, dtype=torch.float32)
     sd_t = torch.as_tensor(var, dtype=torch.float32).sqrt()
-    n, d = mu_t.shape
-    parts = []
-    starts = range(0, n, batch_size)
-    for start in tqdm(starts, desc="posterior draws", disable=not progress or len(starts) < 4, leave=False):
-        m, s = mu_t[start : start + batch_size], sd_t[start : start + batch_size]
+    d = mu_t.shape[-1]
+
+    def draw(m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         z = m + s * torch.randn(n_draws, *m.shape, generator=generator)
         f_mean, f_var = gp.marginals(z.reshape(-1, d))
         f = f_mean + f_var.sqrt() * torch.randn(f_mean.shape, generator=generator)
-        parts.append(torch.softmax(f, -1).view(n_draws, len(m), -1))
-    return torch.cat(parts, 1).numpy()
+        return torch.softmax(f, -1).view(n_draws, len(m), -1)
+
+    desc = "posterior draws" if progress else None
+    return map_chunks(draw, mu_t, sd_t, chunk=batch_size, dim=1, desc=desc).numpy()
 
 
 def fraction_draws(proba_draws: np.ndarray, frame_starts: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -14,17 +14,25 @@ the paper's low-latency variant with the uncertainty terms kept.
 from __future__ import annotations
 
 import copy
-from typing import Literal
+import warnings
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import skip_init
 
-from eelsprint.exceptions import ConfigError
+from eelsprint.config import Precision, check_precision
 from eelsprint.models.vae import ConvEncoder
 
-__all__ = ["OUTPUTS", "CastModel", "Precision", "RealtimeModel", "UncertaintyHead", "with_precision"]
+__all__ = [
+    "DTYPES",
+    "OUTPUTS",
+    "CastModel",
+    "Precision",
+    "RealtimeModel",
+    "UncertaintyHead",
+    "with_precision",
+]
 
 #: Names of :class:`RealtimeModel`'s outputs, in order.
 OUTPUTS = (
@@ -37,10 +45,13 @@ OUTPUTS = (
     "var_from_encoder",
     "var_from_gp",
 )
-#: Numerical precision of the CPU pipeline: float32, bfloat16 weights and activations,
-#: or int8 dynamic quantisation of the dense layers (convolutions stay float32).
-Precision = Literal["fp32", "bf16", "int8"]
-#: Spectra per call of the graph by precision: large enough to amortise the call, small
+#: The torch dtype of each :data:`~eelsprint.config.Precision` (int8: the quantised dense weights').
+DTYPES: dict[Precision, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+    "int8": torch.qint8,
+}
 
 
 class UncertaintyHead(nn.Module):
@@ -195,22 +206,25 @@ class CastModel(nn.Module):
 
 
 def with_precision(model: RealtimeModel, precision: Precision) -> nn.Module:
-    """A copy of ``model`` in ``precision`` (see :data:`Precision`); ``"fp32"`` returns it unchanged."""
+    """A copy of ``model`` in an eager ``precision`` (fp32, bf16, int8); ``"fp32"`` returns it unchanged.
+
+    Raises
+    ------
+    ConfigError
+        For a precision the eager graph does not run (fp16: TensorRT only).
+    """
+    precision = check_precision(precision, "eager")
     if precision == "fp32":
         return model
     if precision == "bf16":
-        return CastModel(copy.deepcopy(model), torch.bfloat16).eval()  # CastModel keeps channels-last
-    if precision == "int8":
-        import warnings
+        return CastModel(copy.deepcopy(model), DTYPES["bf16"]).eval()  # CastModel keeps channels-last
+    # torch.ao.quantization is deprecated upstream in favour of torchao (not a dependency); it
+    # still works and int8 is only offered as a measured option, so its notice is silenced here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning
+        )
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
+        from torch.ao.quantization import quantize_dynamic
 
-        # torch.ao.quantization is deprecated upstream in favour of torchao (not a dependency); it
-        # still works and int8 is only offered as a measured option, so its notice is silenced here.
-        with warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message="torch.ao.quantization is deprecated", category=DeprecationWarning
-            )
-            warnings.filterwarnings("ignore", message="torch.quantize_per_tensor", category=UserWarning)
-            from torch.ao.quantization import quantize_dynamic
-
-            return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8).eval()
-    raise ConfigError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
+        return quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=DTYPES["int8"]).eval()

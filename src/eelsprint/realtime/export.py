@@ -42,6 +42,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
+from eelsprint.config import Precision, check_precision
 from eelsprint.data.atomic import atomic_directory
 from eelsprint.data.store import sha256_file
 from eelsprint.exceptions import ExportError, typed_first_line
@@ -57,7 +58,7 @@ __all__ = ["CPU_FORMATS", "FORMATS", "TOLERANCES", "ExportedModel", "export", "l
 FORMATS = ("pt2", "onnx", "torchscript", "tensorrt")
 CPU_FORMATS = ("pt2", "onnx", "torchscript")
 #: (atol, rtol) of the output check per precision.
-TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (2e-2, 5e-2)}
+TOLERANCES: dict[Precision, tuple[float, float]] = {"fp32": (1e-4, 1e-3), "fp16": (2e-2, 5e-2)}
 _FILES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts", "tensorrt": "model.trt.ep"}
 AOTI_FILE = "model.aoti.pt2"
 PROBE = "probe.safetensors"
@@ -114,7 +115,12 @@ def probe_batch(clf: FingerprintClassifier, n: int = 64, seed: int = 0) -> torch
 
 
 def _write(
-    model: RealtimeModel, probe: torch.Tensor, tmp: Path, fmt: str, precision: str, options: dict[str, Any]
+    model: RealtimeModel,
+    probe: torch.Tensor,
+    tmp: Path,
+    fmt: str,
+    precision: Precision,
+    options: dict[str, Any],
 ) -> dict[str, Any]:
     """Write the artefact of ``fmt`` into ``tmp``; return extra metadata."""
     path = tmp / _FILES[fmt]
@@ -260,7 +266,7 @@ def export(
     out : path
         Directory to write (replaced atomically if it exists).
     precision : {"fp32", "fp16"}
-        ``"fp16"`` only for ``tensorrt``.
+        ``"fp16"`` only for ``tensorrt`` (:data:`eelsprint.config.PRECISIONS`).
     aot : bool
         ``pt2`` only: also compile with AOTInductor (tens of seconds).
     batch : (int, int, int)
@@ -285,10 +291,7 @@ def export(
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if precision not in TOLERANCES or (precision == "fp16" and fmt != "tensorrt"):
-        raise ExportError(
-            f"precision {precision!r} is not available for {fmt}; use fp32 (fp16: tensorrt only)"
-        )
+    precision = check_precision(precision, fmt, error=ExportError)
     if not batch[0] <= batch[1] <= batch[2]:
         raise ExportError(f"batch must be (min, opt, max) with min <= opt <= max, got {batch}")
     if fmt == "tensorrt":

@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
+from eelsprint.config import Precision
 from eelsprint.exceptions import ExportError, typed_first_line
-from eelsprint.models.head import CastModel, RealtimeModel
+from eelsprint.models.head import DTYPES, CastModel, RealtimeModel
 
 __all__ = ["dynamic_batch", "load_tensorrt", "tensorrt_module", "write_tensorrt"]
 
@@ -43,13 +44,13 @@ def write_tensorrt(
     model: RealtimeModel,
     probe: torch.Tensor,
     path: Path,
-    precision: str,
+    precision: Precision,
     batch: tuple[int, int, int],
     cpu_formats: tuple[str, ...],
 ) -> None:
     """Compile ``model`` (dynamo path, "fp16" or "fp32") for batches (min, opt, max); save it."""
     trt = tensorrt_module(cpu_formats)
-    net = (CastModel(model, torch.float16) if precision == "fp16" else model).cuda().eval()
+    net = (CastModel(model, DTYPES[precision]) if precision != "fp32" else model).cuda().eval()
     example = probe[: batch[1]].cuda() if len(probe) >= batch[1] else probe.cuda()
     program = torch.export.export(net, (example,), dynamic_shapes=dynamic_batch(batch[2]))
     n_channels = probe.shape[1]
@@ -65,7 +66,7 @@ def write_tensorrt(
     if "use_explicit_typing" in inspect.signature(trt.dynamo.compile).parameters:
         options["use_explicit_typing"] = True  # the weights' dtype decides (FP16 copy or FP32)
     else:
-        options["enabled_precisions"] = {torch.float16 if precision == "fp16" else torch.float32}
+        options["enabled_precisions"] = {DTYPES[precision]}
     compiled = trt.dynamo.compile(program, inputs=inputs, **options)
     try:
         trt.save(compiled, str(path), output_format="exported_program", arg_inputs=[example])

@@ -32,7 +32,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eelsprint.data.atomic import atomic_write, write_json
-from eelsprint.data.preprocess import preprocess, resample
 from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import InputDataError
 from eelsprint.report.html import Section, render
@@ -65,11 +64,12 @@ def model_pixels(
 ) -> np.ndarray:
     """Every pixel of every input on the model's energy axis, frames first: (n_pixels, n_channels).
 
-    The model's stored preprocessing is applied as at fit time.
+    The model's stored preprocessing is applied as at fit time
+    (:meth:`FingerprintClassifier.prepare`).
     """
     flat = []
     for s in spectra:
-        on_axis = resample(preprocess(s, clf.config_.preprocess), clf.energy_)
+        on_axis = clf.prepare(s)
         axis = frames_axis_of(s.nav_shape, frames_axis, s.source)
         data = on_axis.data if axis is None else np.moveaxis(on_axis.data, axis, 0)
         flat.append(data.reshape(-1, on_axis.n_channels))
