@@ -91,7 +91,7 @@ class FingerprintClassifier:
         torch.manual_seed(cfg.train.seed)
         rng = np.random.default_rng(cfg.train.seed)
         spectra = preprocess(as_spectra(X, energy), cfg.preprocess)
-        lib = library_on_axis(library, spectra.energy, cfg.preprocess)
+        lib = library_on_axis(library, spectra.energy, cfg.preprocess, cfg.library.measured)
         spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
         x = spectra.flat()
         if len(x) < 2:

@@ -83,6 +83,26 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class LibraryConfig:
+    """What the fingerprint library is, and so which preprocessing it gets.
+
+    Attributes
+    ----------
+    measured : bool
+        ``False`` (default): a theory library, background-free and aligned; only the
+        data's normalisation applies. ``True``: measured reference spectra, which get
+        the data's background subtraction (``[preprocess] background_window``, on the
+        library's own energy axis), alignment (``align_peak``) and normalisation.
+    """
+
+    measured: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.measured, bool):
+            raise ConfigError(f"measured must be true or false, got {self.measured!r}")
+
+
+@dataclass(frozen=True)
 class NuisanceConfig:
     """Ranges of the nuisance added to the library before it is encoded.
 
@@ -262,6 +282,7 @@ class Config:
     """Every setting of a model, one section per concern."""
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    library: LibraryConfig = field(default_factory=LibraryConfig)
     nuisance: NuisanceConfig = field(default_factory=NuisanceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -278,6 +299,7 @@ class Config:
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         kinds = {
             "preprocess": PreprocessConfig,
+            "library": LibraryConfig,
             "nuisance": NuisanceConfig,
             "model": ModelConfig,
             "train": TrainConfig,
