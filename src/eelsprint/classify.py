@@ -7,11 +7,10 @@ predict: preprocess -> raw encoder N(mu, var) -> integrate over z and f.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,13 +19,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eelsprint.config import Config
-from eelsprint.data.augment import augment_library
 from eelsprint.data.io import as_spectra
 from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess, resample
 from eelsprint.data.spectra import Library, Spectra
 from eelsprint.data.store import load_model_dir, save_model_dir
 from eelsprint.exceptions import InputDataError, NotFittedError
-from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.inference.fitting import fit_parts
+from eelsprint.inference.ood import OODScaler, learn_ood, score_pixels
+from eelsprint.inference.selfcheck import warn_if_inseparable
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import Precision, RealtimeModel, with_precision
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
@@ -89,7 +89,6 @@ class FingerprintClassifier:
         """
         cfg = self.config or Config()
         torch.manual_seed(cfg.train.seed)
-        rng = np.random.default_rng(cfg.train.seed)
         spectra = preprocess(as_spectra(X, energy), cfg.preprocess)
         lib = library_on_axis(library, spectra.energy, cfg.preprocess, cfg.library.measured)
         spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
@@ -97,56 +96,20 @@ class FingerprintClassifier:
         if len(x) < 2:
             raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
         target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
-        augmented = augment_library(lib, cfg.nuisance, rng)
-        scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
-
-        n_channels = spectra.n_channels
-        vae = SpectrumVAE(n_channels, cfg.model)
-        raw = ConvEncoder(n_channels, cfg.model)
-        for buffer in (vae.encoder.input_scale, vae.decoder.output_scale, raw.input_scale):
-            buffer.fill_(scale)
-        t = torch.as_tensor
-        vae_x = t(np.concatenate([target, augmented.spectra]), dtype=torch.float32)
-        diag = train_vae(vae, vae_x, cfg.train, cfg.model, self.progress)
-        raw_loss, variance_ratio = train_raw_encoder(
-            raw,
-            vae.encoder,
-            t(x, dtype=torch.float32),
-            t(target, dtype=torch.float32),
-            cfg.train,
-            self.progress,
-        )
-        per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + cfg.nuisance.n_augment))
-        z, y = latent_training_set(
-            vae.encoder,
-            t(augmented.spectra, dtype=torch.float32),
-            t(augmented.class_index),
-            per_spectrum,
-            cfg.train.seed,
-        )
-        gp, _ = train_gp(z, y, len(lib.classes), cfg.model, cfg.train, self.progress)
-
+        parts = fit_parts(x, target, lib, cfg, self.progress)
         self.config_ = cfg
-        self.vae_, self.raw_encoder_, self.gp_ = vae, raw, GPPosterior.from_model(gp)
+        self.vae_, self.raw_encoder_, self.gp_ = parts.vae, parts.raw, parts.gp
         self.classes_ = lib.classes
         self.energy_ = spectra.energy
         self.library_ = lib
-        self.diagnostics_ = {
-            "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
-            "kl_total": round(diag.kl_total, 3),
-            "active_dims": diag.active_dims,
-            "raw_encoder_nll": round(raw_loss, 4),
-            "raw_variance_ratio": None if math.isnan(variance_ratio) else round(variance_ratio, 4),
-            "raw_scale_factor": [round(float(v), 4) for v in raw.scale_factor],
-            "n_spectra": len(x),
-            "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
-        }
+        self.diagnostics_ = parts.diagnostics
+        warn_if_inseparable(parts.check, spectra.source)
         self.head_ = None
         if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
             from eelsprint.inference.distil import distil_head
 
             self.head_, self.diagnostics_["head"] = distil_head(
-                raw, self.gp_, t(x, dtype=torch.float32), cfg.head, cfg.train.seed
+                parts.raw, self.gp_, torch.as_tensor(x, dtype=torch.float32), cfg.head, cfg.train.seed
             )
         return self
 
@@ -217,9 +180,34 @@ class FingerprintClassifier:
 
         x, nav, source = self._model_input(X, energy)
         pred, mu, var = self._predict_chunks(x, mode)
+        ood = self.ood_score(x, pred.epistemic.numpy())
         return to_dataset(
-            pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode
+            pred,
+            mu,
+            var,
+            nav,
+            self.classes_,
+            source=source,
+            mode=mode or self.config_.inference.mode,
+            ood=ood,
         )
+
+    def ood_score(self, x: np.ndarray, epistemic: np.ndarray) -> np.ndarray:
+        """Out-of-library score of preprocessed spectra ``x`` (n, n_channels) on the model's axis, (n,).
+
+        See :mod:`eelsprint.inference.ood`. Models fitted before 0.3 carry no standardisation;
+        it is then learnt from ``x`` itself (at least 20 spectra, else NaN).
+        """
+        self._check_fitted()
+        stored = self.diagnostics_.get("ood")
+        if stored is not None:
+            scaler = OODScaler(**cast(dict[str, float], stored))
+        elif len(x) >= 20:
+            smooth = pca_denoise(x, self.config_.preprocess.pca_components, seed=self.config_.train.seed)
+            scaler = learn_ood(x, smooth, self.library_.spectra, self.energy_, epistemic)[0]
+        else:
+            return np.full(len(x), np.nan)
+        return score_pixels(x, self.library_.spectra, self.energy_, epistemic, scaler)
 
     def stream(
         self, frames: Iterable[Any], energy: np.ndarray | None = None, mode: str | None = None

@@ -83,10 +83,14 @@ def fit(
     clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
     clf.save(out)
     d = clf.diagnostics_
+    check, nuisance = d["library_check"], d["nuisance_estimate"]
     typer.echo(
         f"fitted on {d['n_spectra']} spectra, classes {', '.join(clf.classes_)}; "
-        f"latent KL {d['kl_total']:.1f} nats ({d['active_dims']} active dims); "
-        f"{time.perf_counter() - start:.0f} s -> {out}"
+        f"self-consistency {check['self_consistency']:.2f} (nearest fingerprint "
+        f"{check['nearest_self_consistency']:.2f}); library probe latent {check['latent_accuracy']:.2f} / "
+        f"PCA {check['pca_accuracy']:.2f}; data nuisance: noise {nuisance['noise_sd']:.3g}, "
+        f"scale sd {nuisance['scale_sd']:.3f}, shift {nuisance['shift_ev']:.2f} eV, "
+        f"tilt {nuisance['background_tilt']:.3f}; {time.perf_counter() - start:.0f} s -> {out}"
     )
 
 

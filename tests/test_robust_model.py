@@ -1,0 +1,153 @@
+"""Data the simulator did not make: small scans, self-consistency, near-library OOD, real line scans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eelsprint import Config, FingerprintClassifier
+from eelsprint.data.io import read_spectra
+from eelsprint.data.preprocess import pca_denoise, preprocess
+from eelsprint.data.simulate import SimulatedSeries, simulate_series
+from eelsprint.data.spectra import Library
+from eelsprint.exceptions import RepresentationWarning
+from eelsprint.inference.metrics import ood_auroc
+from eelsprint.inference.ood import fit_library, noise_model
+from eelsprint.inference.selfcheck import check_library
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "default"
+LSMO = ROOT.parent / "shared" / "data" / "real" / "lsmo" / "LSMO_linescan.hspy"
+LSMO_CONFIG = {
+    "preprocess": {
+        "window": [490, 570],
+        "background_window": [490, 520],
+        "normalise": "area",
+        "pca_components": 5,
+    }
+}
+#: A short schedule for the small-data tests (the step floor, not the epochs, sets the work).
+SHORT = {
+    "train": {"epochs": 10, "raw_epochs": 10, "gp_iterations": 150, "min_steps": 150},
+    "head": {"enabled": False},
+}
+
+
+def _near_library_foreign(series: SimulatedSeries, n: int, seed: int = 0) -> np.ndarray:
+    """Library spectra with an extra peak, at the series' own noise level: (n, n_channels)."""
+    rng = np.random.default_rng(seed)
+    x = series.spectra.flat()
+    noise_sd = (x - pca_denoise(x, 10)).std(0)
+    energy = series.library.energy
+    base = series.library.spectra[rng.integers(0, len(series.library.labels), n)]
+    centre = rng.uniform(energy[20], energy[-20], (n, 1))
+    peak = 0.25 * np.abs(base).max(1, keepdims=True) * np.exp(-0.5 * ((energy - centre) / 1.0) ** 2)
+    return base * rng.normal(1.0, 0.05, (n, 1)) + peak + noise_sd * rng.standard_normal(base.shape)
+
+
+@pytest.mark.parametrize("n_spectra", [10, 40])
+def test_fits_on_a_line_scan_of_10_or_40_spectra(n_spectra: int) -> None:
+    series = simulate_series(n_frames=1, shape=(1, n_spectra), seed=3)
+    clf = FingerprintClassifier(config=Config.from_dict(SHORT), progress=False).fit(
+        series.spectra, series.library
+    )
+    proba = clf.predict_proba(series.spectra)
+    assert proba.shape == (1, 1, n_spectra, 4)
+    np.testing.assert_allclose(proba.sum(-1), 1.0, atol=1e-5)
+    check = clf.diagnostics_["library_check"]
+    # Every clean fingerprint at the scan's noise gets its own class: measured 1.0 (10 and 40 spectra).
+    assert check["self_consistency"] >= 0.9
+    assert clf.diagnostics_["n_spectra"] == n_spectra
+
+
+def test_self_consistency_of_the_shipped_model() -> None:
+    if not SHIPPED.is_dir():
+        pytest.skip("models/default not found")
+    clf = FingerprintClassifier.load(SHIPPED, progress=False)  # 0.2 directory: new entries optional
+    frame = simulate_series(n_frames=1, seed=11)
+    x = frame.spectra.flat()
+    noise_sd = (x - pca_denoise(x, 10)).std(0)
+    check = check_library(clf.raw_encoder_, clf.gp_, clf.library_, clf.config_.nuisance, x, noise_sd, 10)
+    # Measured: self-consistency 1.0 (nearest fingerprint 1.0); latent probe 0.99, PCA probe 0.99.
+    assert check.self_consistency >= 0.95
+    assert check.latent_accuracy >= check.pca_accuracy - 0.05
+    ds = clf.classify(frame.spectra)
+    assert ds["ood_score"].shape == ds["epistemic"].shape
+
+
+def test_weighted_library_fit_beats_the_plain_residual_at_low_dose() -> None:
+    """Poisson pixels, a few with a small extra peak: the noise-weighted fit finds them."""
+    rng = np.random.default_rng(0)
+    energy = np.linspace(0.0, 60.0, 240)
+    library = np.stack([30 * np.exp(-0.5 * ((energy - c) / 3) ** 2) + 5 for c in (20, 25, 30)])
+    clean = library[rng.integers(0, 3, 3000)] * rng.normal(1, 0.05, (3000, 1))
+    clean[:300] += 3 * np.exp(-0.5 * ((energy - 45) / 1.5) ** 2)
+    x = rng.poisson(clean).astype(float)
+    truth = np.where(np.arange(3000) < 300, -1, 0)
+    noise = noise_model(x, pca_denoise(x, 10))
+    weighted = fit_library(x, library, energy, noise).chi2
+    plain = fit_library(x, library, energy, (1.0, 0.0)).chi2
+    # Measured AUROC: weighted 0.74, unweighted 0.65.
+    assert ood_auroc(weighted, truth) > ood_auroc(plain, truth) + 0.05
+
+
+def test_ood_score_beats_epistemic_on_near_library_foreign_spectra(
+    fitted: FingerprintClassifier, series: SimulatedSeries
+) -> None:
+    foreign = _near_library_foreign(series, 200)
+    inside = series.spectra.flat()[series.labels.reshape(-1) >= 0][:800]
+    ds = fitted.classify(np.concatenate([inside, foreign]), series.spectra.energy)
+    truth = np.r_[np.zeros(len(inside)), -np.ones(len(foreign))]
+    ood = ood_auroc(ds["ood_score"].values, truth)
+    epistemic = ood_auroc(ds["epistemic"].values, truth)
+    # Measured AUROC: ood_score 0.99, epistemic 0.62.
+    assert ood > 0.9 and ood > epistemic + 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")
+def test_lsmo_line_scan_recognises_its_own_library() -> None:
+    """The issue's case: 40 pixels, library = means of the first and last 5 preprocessed pixels."""
+    scan = read_spectra(LSMO)
+    cfg = Config.from_dict(LSMO_CONFIG | {"head": {"enabled": False}})
+    data = preprocess(scan, cfg.preprocess)
+    ends = np.stack([data.data[:5].mean(0), data.data[-5:].mean(0)])
+    lib = Library(ends, data.energy, np.array(["start", "end"]), "lsmo_ends.csv")
+    nearest = ((data.data[:, None] - ends[None]) ** 2).sum(-1).argmin(1)
+    clf = FingerprintClassifier(config=cfg, progress=False).fit(scan, lib)
+    ds = clf.classify(scan)
+    label = ds["label"].values
+    assert (label[:5] == 0).all() and (label[-5:] == 1).all()
+    # Measured: agreement with nearest fingerprint 0.95; self-consistency 1.0.
+    assert (label == nearest).mean() >= 0.9
+    assert clf.diagnostics_["library_check"]["self_consistency"] >= 0.95
+
+
+@pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")
+def test_fit_warns_when_the_latent_cannot_separate_the_library() -> None:
+    """Without the library term and with almost no training, the latent ignores the two LSMO ends."""
+    scan = read_spectra(LSMO)
+    cfg = Config.from_dict(LSMO_CONFIG)
+    data = preprocess(scan, cfg.preprocess)
+    ends = np.stack([data.data[:5].mean(0), data.data[-5:].mean(0)])
+    lib = Library(ends, data.energy, np.array(["start", "end"]), "lsmo_ends.csv")
+    weak = Config.from_dict(
+        LSMO_CONFIG
+        | {
+            "train": {
+                "epochs": 2,
+                "raw_epochs": 2,
+                "gp_iterations": 50,
+                "min_steps": 2,
+                "library_weight": 0.0,
+            },
+            "head": {"enabled": False},
+        }
+    )
+    with pytest.warns(RepresentationWarning, match="get their own class"):
+        clf = FingerprintClassifier(config=weak, progress=False).fit(scan, lib)
+    check = clf.diagnostics_["library_check"]
+    # Measured: self-consistency 0.5 against 1.0 by nearest fingerprint.
+    assert check["nearest_self_consistency"] - check["self_consistency"] > 0.1
