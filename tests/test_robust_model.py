@@ -47,6 +47,7 @@ def _near_library_foreign(series: SimulatedSeries, n: int, seed: int = 0) -> np.
     return base * rng.normal(1.0, 0.05, (n, 1)) + peak + noise_sd * rng.standard_normal(base.shape)
 
 
+@pytest.mark.slow  # about 20 s each on 2 idle cores (3 min on the loaded shared machine)
 @pytest.mark.parametrize("n_spectra", [10, 40])
 def test_fits_on_a_line_scan_of_10_or_40_spectra(n_spectra: int) -> None:
     series = simulate_series(n_frames=1, shape=(1, n_spectra), seed=3)
@@ -70,7 +71,7 @@ def test_self_consistency_of_the_shipped_model() -> None:
     x = frame.spectra.flat()
     noise_sd = (x - pca_denoise(x, 10)).std(0)
     check = check_library(clf.raw_encoder_, clf.gp_, clf.library_, clf.config_.nuisance, x, noise_sd, 10)
-    # Measured: self-consistency 1.0 (nearest fingerprint 1.0); latent probe 0.99, PCA probe 0.99.
+    # Measured: self-consistency 0.995 (nearest fingerprint 1.0); latent probe 0.983, PCA probe 0.983.
     assert check.self_consistency >= 0.95
     assert check.latent_accuracy >= check.pca_accuracy - 0.05
     ds = clf.classify(frame.spectra)

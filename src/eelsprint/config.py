@@ -218,7 +218,7 @@ class TrainConfig:
     kl_anneal_epochs: int = 10
     variance_holdout: float = 0.1
     min_steps: int = 400
-    library_weight: float = 1.0
+    library_weight: float = 30.0
     seed: int = 0
 
     def __post_init__(self) -> None:
