@@ -3,7 +3,9 @@
 library fit of the data (noise model, nuisance estimate) -> augmented library
 (+ mixed pixels) -> Pyro VAE with the semi-supervised library term -> raw
 encoder (data + noisy library copies) -> library latents -> GP classifier ->
-self-consistency and latent-information check -> OOD standardisation.
+self-consistency and latent-information check (a GP that fails its own
+library is tempered toward its prior: high epistemic uncertainty) -> OOD
+standardisation.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from eelsprint.config import Config, NuisanceConfig
 from eelsprint.data.augment import augment_library
 from eelsprint.data.spectra import Library
 from eelsprint.inference.ood import OODScaler, estimate_nuisance, fit_library, noise_model
-from eelsprint.inference.selfcheck import LibraryCheck, check_library
+from eelsprint.inference.selfcheck import LibraryCheck, check_library, temper
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
@@ -95,6 +97,7 @@ def fit_parts(x: np.ndarray, target: np.ndarray, lib: Library, cfg: Config, prog
 
     noise_sd = (x - target).std(0)
     check = check_library(raw, gp, lib, nuisance, x, noise_sd, cfg.preprocess.pca_components, cfg.train.seed)
+    gp = temper(gp, check, len(lib.classes))
     scaler = OODScaler.learn(lib_fit, _epistemic(raw, gp, x_t, cfg.inference.batch_size), noise)
     diagnostics = {
         "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],

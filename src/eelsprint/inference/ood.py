@@ -59,6 +59,9 @@ class LibraryFit:
 
     chi2: np.ndarray  # reduced chi-square of the best fingerprint
     best: np.ndarray  # its index into the library's spectra
+    nearest: np.ndarray  # index of the nearest fingerprint by plain distance
+    # The nuisance terms of the nearest fingerprint (plain distance, no free scale): with a free
+    # scale an intensity-coded library fits any pixel with any fingerprint, the nearest one keeps a ~ 1.
     scale: np.ndarray  # a
     offset: np.ndarray  # b
     tilt: np.ndarray  # c
@@ -99,9 +102,10 @@ def fit_library(
     chi2 = rss / max(n_channels - 4, 1)
     best = chi2.argmin(1)
     rows = np.arange(len(x))
-    a, b, c, d = (coef[rows, best, i] for i in range(4))
+    nearest = ((library**2).sum(1)[None, :] - 2 * x @ library.T).argmin(1)
+    a, b, c, d = (coef[rows, nearest, i] for i in range(4))
     shift = -d / np.where(np.abs(a) > 1e-12, a, 1e-12)
-    return LibraryFit(chi2[rows, best], best, a, b, c, shift)
+    return LibraryFit(chi2[rows, best], best, nearest, a, b, c, shift)
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:
@@ -147,14 +151,20 @@ def estimate_nuisance(fit: LibraryFit, library: np.ndarray, noise: tuple[float, 
     scatter), ``shift_ev`` and ``background_tilt`` as the half-widths of uniform
     ranges with the same spread (``sqrt(3)`` standard deviations), the tilt and
     offset relative to the library's largest intensity; ``noise_sd`` the typical
-    noise standard deviation at the library's mean level.
+    noise standard deviation at the library's mean level. Scale and shift come
+    from the pixels whose best fingerprint is not (near) zero.
     """
     peak = float(np.abs(library).max()) or 1.0
-    scale = fit.scale / np.median(fit.scale)
+    norms = np.abs(library).max(1)
+    shaped = norms[fit.nearest] > 0.1 * peak  # a near-zero fingerprint has no scale or shift to fit
+    if not shaped.any():
+        shaped = np.ones_like(shaped)
+    scale = fit.scale[shaped] / np.median(fit.scale[shaped])
+    shift = fit.shift_ev[shaped]
     offset_tilt = np.concatenate([fit.offset, fit.tilt]) / peak
     return {
         "scale_sd": round(_robust(scale)[1], 4),
-        "shift_ev": round(float(np.sqrt(3) * _robust(fit.shift_ev)[1]), 4),
+        "shift_ev": round(float(np.sqrt(3) * _robust(shift)[1]), 4),
         "background_tilt": round(float(np.sqrt(3) * _robust(offset_tilt)[1]), 4),
         "noise_sd": round(float(np.sqrt(noise[0] + noise[1] * np.abs(library).mean())), 6),
     }

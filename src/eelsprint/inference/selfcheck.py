@@ -31,10 +31,12 @@ from eelsprint.exceptions import RepresentationWarning
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 from eelsprint.models.vae import ConvEncoder
 
-__all__ = ["LibraryCheck", "check_library", "noisy_copies", "warn_if_inseparable"]
+__all__ = ["LibraryCheck", "check_library", "noisy_copies", "temper", "warn_if_inseparable"]
 
 #: The representation "cannot separate" when it trails the raw spectra (or PCA) by more than this.
 MARGIN = 0.1
+#: Prior variance of the latent functions of a GP that fails its own library (see :func:`temper`).
+PRIOR_VARIANCE = 4.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,30 @@ def check_library(
     pca = PCA(n_components=min(pca_components, *data.shape), random_state=seed).fit(data)
     linear = _probe_accuracy(pca.transform(x_train), y_train, pca.transform(x_held), y_held)
     return LibraryCheck(float(hit.mean()), per_class, float(nearest.mean()), latent, linear)
+
+
+def temper(gp: GPPosterior, check: LibraryCheck, n_classes: int) -> GPPosterior:
+    """The GP posterior moved toward a wide prior as far as the model fails its own library.
+
+    With ``rho = (self_consistency - chance) / (nearest - chance)`` clipped to
+    [0, 1] (chance = 1 / n_classes), the posterior mean's and the variance
+    reduction's departures from the prior are multiplied by ``rho``, and the
+    prior variance is raised to at least :data:`PRIOR_VARIANCE`: a model that
+    cannot recognise its own library reports high epistemic uncertainty, never a
+    confident constant. Unchanged when the model keeps up with nearest fingerprint.
+    """
+    if check.self_consistency >= check.nearest_self_consistency - MARGIN:
+        return gp
+    chance = 1.0 / n_classes
+    rho = (check.self_consistency - chance) / max(check.nearest_self_consistency - chance, 1e-6)
+    rho = float(np.clip(rho, 0.0, 1.0))
+    gain = (PRIOR_VARIANCE / gp.outputscale).clamp_min(1.0)  # (C,): k(x) grows by this factor
+    return dataclasses.replace(
+        gp,
+        outputscale=gp.outputscale * gain,
+        alpha=gp.alpha * rho / gain[:, None],  # mean = c + rho * (original departure)
+        cross=gp.cross * rho / gain[:, None, None] ** 2,  # variance reduction times rho
+    )
 
 
 def warn_if_inseparable(check: LibraryCheck, source: str) -> None:
