@@ -30,7 +30,7 @@ LSMO_CONFIG = {
 }
 #: A short schedule for the small-data tests (the step floor, not the epochs, sets the work).
 SHORT = {
-    "train": {"epochs": 10, "raw_epochs": 10, "gp_iterations": 150, "min_steps": 150},
+    "train": {"epochs": 10, "raw_epochs": 10, "gp_iterations": 150, "min_batches": 15},
     "head": {"enabled": False},
 }
 
@@ -142,7 +142,7 @@ def test_fit_warns_when_the_latent_cannot_separate_the_library() -> None:
                 "epochs": 2,
                 "raw_epochs": 2,
                 "gp_iterations": 50,
-                "min_steps": 2,
+                "min_batches": 1,
                 "library_weight": 0.0,
             },
             "head": {"enabled": False},

@@ -200,9 +200,9 @@ class TrainConfig:
     variance_holdout : float
         Share of the spectra held out of the raw encoder's training to calibrate
         its variance (see :func:`eelsprint.inference.train.calibrate_scale`).
-    min_steps : int
-        Fewest optimiser steps of the VAE and of the raw encoder: small data (a line
-        scan of 10-100 spectra) are passed over several times per epoch.
+    min_batches : int
+        Fewest optimiser steps per epoch of the VAE and of the raw encoder: small data
+        (a line scan of 10-100 spectra) are passed over several times per epoch.
     library_weight : float
         Weight of the semi-supervised term: the cross-entropy of a linear probe on
         the latent draws of the augmented library (0 turns it off).
@@ -217,7 +217,7 @@ class TrainConfig:
     batch_size: int = 256
     kl_anneal_epochs: int = 10
     variance_holdout: float = 0.1
-    min_steps: int = 400
+    min_batches: int = 10
     library_weight: float = 30.0
     seed: int = 0
 
@@ -229,8 +229,8 @@ class TrainConfig:
             raise ConfigError(f"kl_anneal_epochs must be >= 0, got {self.kl_anneal_epochs}")
         if not 0.0 <= self.variance_holdout < 1.0:
             raise ConfigError(f"variance_holdout must be in [0, 1), got {self.variance_holdout}")
-        if self.min_steps < 1 or self.library_weight < 0:
-            raise ConfigError("min_steps must be >= 1 and library_weight >= 0")
+        if self.min_batches < 1 or self.library_weight < 0:
+            raise ConfigError("min_batches must be >= 1 and library_weight >= 0")
 
 
 @dataclass(frozen=True)

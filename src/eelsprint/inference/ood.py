@@ -95,8 +95,9 @@ def fit_library(
     weight = 1.0 / (noise[0] + noise[1] * np.abs(library))  # (K, C)
     gram = np.einsum("kc,kci,kcj->kij", weight, design, design)  # (K, 4, 4)
     gram += 1e-9 * np.trace(gram, axis1=-2, axis2=-1)[:, None, None] * np.eye(4)
-    rhs = np.einsum("kc,kci,nc->nki", weight, design, x)  # (N, K, 4)
-    coef = np.linalg.solve(gram[None], rhs[..., None])[..., 0]  # (N, K, 4)
+    weighted = (weight[..., None] * design).transpose(1, 0, 2).reshape(n_channels, -1)  # (C, K*4)
+    rhs = (x @ weighted).reshape(len(x), len(library), 4)  # (N, K, 4)
+    coef = np.einsum("kij,nkj->nki", np.linalg.inv(gram), rhs)  # (N, K, 4); gram is symmetric
     # Weighted residual sum of squares of the least-squares solution: x'Wx - coef'rhs.
     rss = np.maximum(x**2 @ weight.T - (coef * rhs).sum(-1), 0.0)  # (N, K)
     chi2 = rss / max(n_channels - 4, 1)

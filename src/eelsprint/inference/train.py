@@ -41,11 +41,6 @@ def _batches(n: int, size: int, generator: torch.Generator, min_batches: int = 1
     return batches
 
 
-def _min_batches(config: TrainConfig, epochs: int) -> int:
-    """Batches per epoch that give at least ``config.min_steps`` optimiser steps in ``epochs``."""
-    return math.ceil(config.min_steps / epochs)
-
-
 def _library_loss(
     probe: torch.nn.Linear, loc: torch.Tensor, scale: torch.Tensor, y: torch.Tensor
 ) -> torch.Tensor:
@@ -77,7 +72,7 @@ def train_vae(
     cross-entropy of a linear probe on their latent draws is added
     (:func:`_library_loss`): the semi-supervised term that makes the latent keep
     what separates the library's classes. Small data are passed over several
-    times per epoch (at least ``config.min_steps`` steps in all).
+    times per epoch (at least ``config.min_batches`` steps per epoch).
     """
     generator = torch.Generator().manual_seed(config.seed)
     elbo = TraceMeanField_ELBO()
@@ -87,7 +82,7 @@ def train_vae(
     probe = torch.nn.Linear(model.latent_dim, n_classes)
     optim = torch.optim.Adam([*vae.parameters(), *probe.parameters()], lr=config.lr)
     vae.train()
-    per_epoch = _min_batches(config, config.epochs)
+    per_epoch = config.min_batches
     bar = tqdm(range(config.epochs), desc="VAE", disable=not progress, leave=False)
     for epoch in bar:
         beta = min(1.0, (epoch + 1) / config.kl_anneal_epochs) if config.kl_anneal_epochs else 1.0
@@ -173,7 +168,7 @@ def train_raw_encoder(
     optim = torch.optim.Adam(raw.parameters(), lr=config.lr)
     raw.train()
     total = math.nan
-    per_epoch = _min_batches(config, config.raw_epochs)
+    per_epoch = config.min_batches
     bar = tqdm(range(config.raw_epochs), desc="raw encoder", disable=not progress, leave=False)
     for _ in bar:
         total, seen = 0.0, 0
