@@ -55,6 +55,10 @@ def test_fits_on_a_line_scan_of_10_or_40_spectra(n_spectra: int) -> None:
     check = clf.diagnostics_["library_check"]
     # Every clean fingerprint at the scan's noise gets its own class: measured 1.0 (10 and 40 spectra).
     assert check["self_consistency"] >= 0.9
+    truth = series.labels.reshape(-1)
+    keep = truth >= 0
+    # Measured accuracy: 0.89 (8 of 9 in-library pixels) on 10 spectra, 0.97 on 40.
+    assert (proba.reshape(-1, 4)[keep].argmax(1) == truth[keep]).mean() >= 0.75
     assert clf.diagnostics_["n_spectra"] == n_spectra
 
 
