@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ import numpy as np
 import typer
 
 from eelsprint.config import Config
-from eelsprint.exceptions import EelsprintError
+from eelsprint.exceptions import EelsprintError, RepresentationWarning
 
 app = typer.Typer(
     add_completion=False,
@@ -80,7 +81,14 @@ def fit(
     flat = [resample(p, first.energy).flat() if i else p.flat() for i, p in enumerate(parts)]
     spectra = Spectra(np.concatenate(flat), first.energy, ", ".join(str(p) for p in data))
     start = time.perf_counter()
-    clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RepresentationWarning)
+        clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+    for w in caught:  # the model's own warnings are one line on stderr, others pass on unchanged
+        if issubclass(w.category, RepresentationWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     clf.save(out)
     d = clf.diagnostics_
     check, nuisance = d["library_check"], d["nuisance_estimate"]
