@@ -1,8 +1,11 @@
+import dataclasses
+
 import numpy as np
 
 from eelsprint.config import NuisanceConfig
 from eelsprint.data.augment import augment_library, broaden
 from eelsprint.data.simulate import fingerprint_library
+from eelsprint.data.spectra import Library
 
 
 def test_broaden_keeps_area_and_widens() -> None:
@@ -36,3 +39,23 @@ def test_augmented_library_carries_bounded_nuisance() -> None:
 def test_no_augmentation_returns_library() -> None:
     lib = fingerprint_library()
     assert augment_library(lib, NuisanceConfig(n_augment=0), np.random.default_rng(0)) is lib
+
+
+def test_mixed_pixels_are_labelled_by_their_dominant_fingerprint() -> None:
+    energy = np.arange(200) * 0.25
+    peaks = np.stack([np.exp(-0.5 * ((energy - c) / 2.0) ** 2) for c in (10.0, 20.0, 30.0, 40.0)])
+    lib = Library(peaks, energy, np.array(["a", "b", "c", "c"]), "peaks")
+    plain = NuisanceConfig(n_augment=100, scale_sd=0.0, shift_ev=0.0, broaden_ev=0.0, background_tilt=0.0)
+    out = augment_library(
+        lib, dataclasses.replace(plain, mix_share=0.5, mix_min=0.6), np.random.default_rng(0)
+    )
+    copies, labels = out.spectra[4:], out.labels[4:]
+    own = np.repeat(peaks, 100, axis=0)
+    mixed = np.abs(copies - own).max(1) > 1e-9
+    # Half the copies are drawn for mixing, those paired with their own class stay pure: measured 0.30.
+    assert 0.25 < mixed.mean() < 0.45
+    # The own fingerprint keeps the larger weight (>= 0.6): its peak is the highest of the mixture.
+    height = copies[mixed][:, [40, 80, 120, 160]]
+    assert (height.argmax(1) == np.repeat(np.arange(4), 100)[mixed]).all()
+    assert height.max(1).min() >= 0.6 - 1e-9
+    assert (labels == np.repeat(lib.labels, 100)).all()

@@ -59,3 +59,10 @@ def test_dataclasses_validate_themselves() -> None:
         PreprocessConfig(rebin=0)
     with pytest.raises(ConfigError, match="lr"):
         TrainConfig(lr=0.0)
+
+
+def test_library_section_is_theory_by_default_and_validated() -> None:
+    assert Config().library.measured is False
+    assert Config.from_dict({"library": {"measured": True}}).library.measured is True
+    with pytest.raises(ConfigError, match=r"\[library\] measured must be true or false"):
+        Config.from_dict({"library": {"measured": "yes"}})

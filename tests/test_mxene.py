@@ -30,7 +30,8 @@ def test_real_library_with_zero_class_trains_and_classifies() -> None:
     np.testing.assert_allclose(proba.sum(-1), 1.0, atol=1e-5)
     # the simulator's compositions are named like the DFT classes and sit at similar intensities, but
     # their shapes differ from the DFT spectra: a model trained on the real library is still far above
-    # chance (0.25) on them (0.51 seen with seed 4)
+    # chance (0.25) on them: 0.871 seen with seed 4 (0.514 before the latent was trained to separate
+    # the library, 0.3)
     y = series.labels.reshape(-1)
     keep = y >= 0
-    assert (proba.reshape(-1, 4).argmax(-1)[keep] == y[keep]).mean() > 0.4
+    assert (proba.reshape(-1, 4).argmax(-1)[keep] == y[keep]).mean() > 0.75

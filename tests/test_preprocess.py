@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from eelsprint.config import PreprocessConfig
+from eelsprint.data.io import read_spectra
 from eelsprint.data.preprocess import (
     align,
     crop,
@@ -128,3 +131,66 @@ def test_resample_refuses_a_model_axis_outside_the_data() -> None:
     )
     with pytest.raises(InputDataError, match="scan.msa: data cover"):
         resample(s, ENERGY + 200)
+
+
+def test_background_window_may_lie_outside_the_crop_window() -> None:
+    """The power law is fitted before cropping: an EELS pre-edge window below the edge window."""
+    edge = 20 * gaussian(660.0, 3.0)
+    data = np.tile(1e3 * (ENERGY / 600.0) ** -3 + edge, (3, 1))
+    cfg = PreprocessConfig(window=(650.0, 690.0), background_window=(605.0, 640.0))
+    out = preprocess(Spectra(data, ENERGY), cfg)
+    assert out.energy[0] >= 650.0
+    keep = (ENERGY >= 650.0) & (ENERGY <= 690.0)
+    np.testing.assert_allclose(out.data, np.broadcast_to(edge[keep], out.data.shape), atol=1e-6 * data.max())
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+LSMO = SHARED / "lsmo" / "LSMO_linescan.hspy"
+CU = SHARED / "cu_l23"
+
+
+@pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")
+def test_lsmo_pre_edge_window_below_the_o_k_window() -> None:
+    """LSMO O K: background on 490-520 eV, cropped to 520-570 eV (refused before 0.3)."""
+    scan = read_spectra(LSMO)
+    inside = preprocess(scan, PreprocessConfig(window=(490.0, 570.0), background_window=(490.0, 520.0)))
+    outside = preprocess(scan, PreprocessConfig(window=(520.0, 570.0), background_window=(490.0, 520.0)))
+    assert outside.energy[0] == pytest.approx(520.0) and outside.data.shape == (40, 101)
+    np.testing.assert_allclose(outside.data, inside.data[:, inside.energy >= 520.0], rtol=1e-12)
+    pre_edge = inside.data[:, inside.energy < 520.0].mean()
+    # The pre-edge is flat after subtraction: measured mean 0.01 % of the edge's maximum.
+    assert abs(pre_edge) < 0.005 * outside.data.max()
+
+
+@pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")
+def test_measured_library_from_raw_pixels_is_preprocessed_like_the_data() -> None:
+    """Library = the raw means of the line scan's two ends: with [library] measured it matches the data."""
+    scan = read_spectra(LSMO)
+    cfg = PreprocessConfig(window=(490.0, 570.0), background_window=(490.0, 520.0), normalise="area")
+    data = preprocess(scan, cfg)
+    raw_ends = np.stack([scan.data[:5].mean(0), scan.data[-5:].mean(0)])
+    lib = Library(raw_ends, scan.energy, np.array(["start", "end"]), "lsmo_ends.csv")
+    measured = library_on_axis(lib, data.energy, cfg, measured=True)
+    expected = np.stack([data.data[:5].mean(0), data.data[-5:].mean(0)])
+    # Background fit of a mean vs mean of fits: measured max difference 0.09 % of the peak.
+    np.testing.assert_allclose(measured.spectra, expected, atol=0.005 * expected.max())
+    theory = library_on_axis(lib, data.energy, cfg)  # default: no background subtraction
+    assert np.abs(theory.spectra - expected).max() > 0.2 * expected.max()  # measured 54 %
+
+
+@pytest.mark.skipif(not CU.is_dir(), reason="shared Cu L2,3 references not found")
+def test_measured_cu_references_lose_their_power_law_background() -> None:
+    """Cu L2,3 standards with a power-law background added, as measured: [library] measured removes it."""
+    parts = [read_spectra(CU / f"{name}.dm4") for name in ("Cu_metal", "Cu2O", "CuO")]
+    energy = np.arange(910.0, 977.0, 0.1)
+    clean = np.stack([np.interp(energy, p.energy, p.data) for p in parts])
+    background = 4e3 * (energy / 910.0) ** -3.5
+    lib = Library(clean + background, energy, np.array(["Cu", "Cu2O", "CuO"]), "cu_refs.csv")
+    cfg = PreprocessConfig(window=(925.0, 975.0), background_window=(910.0, 925.0))
+    axis = energy[(energy >= 925.0) & (energy <= 975.0)]
+    out = library_on_axis(lib, axis, cfg, measured=True)
+    truth = clean[:, (energy >= 925.0) & (energy <= 975.0)]
+    # Residual background left by the fit, relative to the largest L3 peak: measured 4.4 % (Cu metal,
+    # whose own pre-edge dips below zero), 0.8 % (CuO); without measured = true: 56 %.
+    assert np.abs(out.spectra - truth).max() < 0.06 * truth.max()
+    assert np.abs(library_on_axis(lib, axis, cfg).spectra - truth).max() > 0.3 * truth.max()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -26,8 +26,10 @@ from eelsprint.data.spectra import Library, Spectra
 from eelsprint.data.store import default_model_path, load_model_dir, save_model_dir
 from eelsprint.exceptions import ConfigError, NotFittedError
 from eelsprint.inference import pipeline
+from eelsprint.inference.ood import pixel_scores
 from eelsprint.inference.pipeline import FittedParts, resolve_device
 from eelsprint.inference.uncertainty import Prediction
+from eelsprint.maps import to_dataset
 from eelsprint.models.head import Precision, RealtimeModel, with_precision
 
 __all__ = ["FingerprintClassifier"]
@@ -295,20 +297,21 @@ class FingerprintClassifier(BaseEstimator):
             Navigation dims named by :func:`eelsprint.maps.nav_dims` (``pixel``; ``y, x``;
             ``frame, y, x``): ``proba`` (..., class), ``label``, ``confidence``,
             ``entropy``, ``aleatoric``, ``epistemic`` (nats), ``var_from_encoder``,
-            ``var_from_gp``, ``encoder_share`` (...), ``latent_mean`` and ``latent_var``
-            (..., latent); ``attrs["integration"]`` is the mode used.
+            ``var_from_gp``, ``encoder_share``, ``ood_score`` (...), ``latent_mean`` and
+            ``latent_var`` (..., latent); ``attrs["integration"]`` is the mode used.
 
         Raises
         ------
         NotFittedError, ConfigError, InputDataError
             As :meth:`predict_proba`.
         """
-        from eelsprint.maps import to_dataset
-
         mode = self._mode(mode)
         x, nav, source = self._model_input(X, energy)
         pred, mu, var = self._predict(x, mode)
-        return to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode)
+        stored, pre = cast("dict[str, float] | None", self.diagnostics_.get("ood")), self.config_.preprocess
+        lib, seed = self.library_.spectra, self.config_.train.seed
+        ood = pixel_scores(x, pred.epistemic.numpy(), lib, self.energy_, stored, pre.pca_components, seed)
+        return to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
 
     def stream(
         self, frames: Iterable[Any], energy: np.ndarray | None = None, mode: str | None = None
@@ -364,9 +367,8 @@ class FingerprintClassifier(BaseEstimator):
         if precision == "int8" and device.type != "cpu":
             raise ConfigError(f"head_precision 'int8' runs on the CPU only; use 'fp32' or 'bf16' on {device}")
         key = (precision, id(self.head_), id(self.raw_encoder_))
-        if key not in self._realtime_cache:
-            model = with_precision(RealtimeModel(self.raw_encoder_, self.head_), precision)
-            self._realtime_cache[key] = model  # at most 3 entries: the cache empties when state changes
+        if key not in self._realtime_cache:  # at most 3 entries: the cache empties when state changes
+            self._realtime_cache[key] = with_precision(RealtimeModel(self.raw_encoder_, self.head_), precision)
         return self._realtime_cache[key]
 
     # -- persistence ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ import numpy as np
 import typer
 
 from eelsprint.config import Config
-from eelsprint.exceptions import ConfigError, EelsprintError
+from eelsprint.exceptions import ConfigError, EelsprintError, RepresentationWarning
 
 __all__ = ["app", "main"]
 
@@ -90,13 +91,24 @@ def fit(
     flat = [resample(p, first.energy).flat() if i else p.flat() for i, p in enumerate(parts)]
     spectra = Spectra(np.concatenate(flat), first.energy, ", ".join(str(p) for p in data))
     start = time.perf_counter()
-    clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RepresentationWarning)
+        clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+    for w in caught:  # the model's own warnings are one line on stderr, others pass on unchanged
+        if issubclass(w.category, RepresentationWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     clf.save(out)
     d = clf.diagnostics_
+    check, nuisance = d["library_check"], d["nuisance_estimate"]
     typer.echo(
         f"fitted on {d['n_spectra']} spectra, classes {', '.join(clf.classes_)}; "
-        f"latent KL {d['kl_total']:.1f} nats ({d['active_dims']} active dims); "
-        f"{time.perf_counter() - start:.0f} s -> {out}"
+        f"self-consistency {check['self_consistency']:.2f} (nearest fingerprint "
+        f"{check['nearest_self_consistency']:.2f}); library probe latent {check['latent_accuracy']:.2f} / "
+        f"PCA {check['pca_accuracy']:.2f}; data nuisance: noise {nuisance['noise_sd']:.3g}, "
+        f"scale sd {nuisance['scale_sd']:.3f}, shift {nuisance['shift_ev']:.2f} eV, "
+        f"tilt {nuisance['background_tilt']:.3f}; {time.perf_counter() - start:.0f} s -> {out}"
     )
 
 

@@ -134,6 +134,26 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True)
+class LibraryConfig:
+    """What the fingerprint library is, and so which preprocessing it gets.
+
+    Attributes
+    ----------
+    measured : bool
+        ``False`` (default): a theory library, background-free and aligned; only the
+        data's normalisation applies. ``True``: measured reference spectra, which get
+        the data's background subtraction (``[preprocess] background_window``, on the
+        library's own energy axis), alignment (``align_peak``) and normalisation.
+    """
+
+    measured: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.measured, bool):
+            raise ConfigError(f"measured must be true or false, got {self.measured!r}")
+
+
+@dataclass(frozen=True)
 class NuisanceConfig:
     """Ranges of the nuisance added to the library before it is encoded.
 
@@ -150,6 +170,16 @@ class NuisanceConfig:
     background_tilt : float
         Largest linear background residual at the window's ends, relative to the
         library's largest intensity.
+    mix_share : float
+        Share of the copies that are mixed pixels (two fingerprints, labelled by the
+        dominant one); 0 turns mixing off.
+    mix_min : float
+        Smallest weight of the dominant fingerprint in a mixture, in [0.5, 1].
+    estimate : bool
+        Replace ``scale_sd``, ``shift_ev`` and ``background_tilt`` by the values
+        estimated from the data (:func:`eelsprint.inference.ood.estimate_nuisance`,
+        reported in ``diagnostics_["nuisance_estimate"]``); ``false`` keeps the
+        values set here.
     """
 
     n_augment: int = 24
@@ -157,6 +187,9 @@ class NuisanceConfig:
     shift_ev: float = 0.5
     broaden_ev: float = 0.5
     background_tilt: float = 0.03
+    mix_share: float = 0.0
+    mix_min: float = 0.6
+    estimate: bool = False
 
     def __post_init__(self) -> None:
         if self.n_augment < 0:
@@ -164,6 +197,10 @@ class NuisanceConfig:
         for name in ("scale_sd", "shift_ev", "broaden_ev", "background_tilt"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.mix_share <= 1.0 or not 0.5 <= self.mix_min <= 1.0:
+            raise ConfigError(
+                f"mix_share must be in [0, 1] and mix_min in [0.5, 1], got {self.mix_share}, {self.mix_min}"
+            )
 
 
 @dataclass(frozen=True)
@@ -214,6 +251,12 @@ class TrainConfig:
     variance_holdout : float
         Share of the spectra held out of the raw encoder's training to calibrate
         its variance (see :func:`eelsprint.inference.train.calibrate_scale`).
+    min_batches : int
+        Fewest optimiser steps per epoch of the VAE and of the raw encoder: small data
+        (a line scan of 10-100 spectra) are passed over several times per epoch.
+    library_weight : float
+        Weight of the semi-supervised term: the cross-entropy of a linear probe on
+        the latent draws of the augmented library (0 turns it off).
     seed : int
     """
 
@@ -225,6 +268,8 @@ class TrainConfig:
     batch_size: int = 256
     kl_anneal_epochs: int = 10
     variance_holdout: float = 0.1
+    min_batches: int = 10
+    library_weight: float = 30.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -235,6 +280,8 @@ class TrainConfig:
             raise ConfigError(f"kl_anneal_epochs must be >= 0, got {self.kl_anneal_epochs}")
         if not 0.0 <= self.variance_holdout < 1.0:
             raise ConfigError(f"variance_holdout must be in [0, 1), got {self.variance_holdout}")
+        if self.min_batches < 1 or self.library_weight < 0:
+            raise ConfigError("min_batches must be >= 1 and library_weight >= 0")
 
 
 @dataclass(frozen=True)
@@ -313,6 +360,7 @@ class Config:
     """Every setting of a model, one section per concern."""
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    library: LibraryConfig = field(default_factory=LibraryConfig)
     nuisance: NuisanceConfig = field(default_factory=NuisanceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -329,6 +377,7 @@ class Config:
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
         kinds = {
             "preprocess": PreprocessConfig,
+            "library": LibraryConfig,
             "nuisance": NuisanceConfig,
             "model": ModelConfig,
             "train": TrainConfig,

@@ -37,6 +37,7 @@ def score(ds: Any, labels: np.ndarray) -> dict[str, float]:
         "nll": negative_log_likelihood(proba, y),
         "brier": brier_score(proba, y),
         "ood_auroc_epistemic": ood_auroc(ds["epistemic"].values.reshape(-1), y),
+        "ood_auroc_score": ood_auroc(ds["ood_score"].values.reshape(-1), y),
         "error_auroc_entropy": error_auroc(total, proba, y),
     }
 
@@ -95,6 +96,7 @@ def run_demo(
         "eelsprint": score(ds, series.labels),
         "nearest_fingerprint": {"accuracy": float((baseline[keep] == labels[keep]).mean())},
         "latent": {k: clf.diagnostics_[k] for k in ("kl_total", "active_dims")},
+        "library_check": clf.diagnostics_["library_check"],
         "class_fractions_per_frame": {
             str(c): [round(float(v), 3) for v in (ds["label"].values == i).reshape(n_frames, -1).mean(-1)]
             for i, c in enumerate(clf.classes_)
@@ -113,8 +115,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"accuracy (in-library): eelsprint {m['accuracy']:.3f} vs nearest fingerprint "
         f"{summary['nearest_fingerprint']['accuracy']:.3f}",
         f"expected calibration error: {m['ece']:.3f}   NLL: {m['nll']:.3f} nats   Brier: {m['brier']:.3f}",
-        f"OOD detection AUROC (epistemic): {m['ood_auroc_epistemic']:.3f}   "
+        f"OOD detection AUROC: ood_score {m['ood_auroc_score']:.3f}, "
+        f"epistemic {m['ood_auroc_epistemic']:.3f}   "
         f"error detection AUROC (entropy): {m['error_auroc_entropy']:.3f}",
+        f"self-consistency: {summary['library_check']['self_consistency']:.3f} of library spectra at the "
+        f"data's noise get their own class (nearest fingerprint "
+        f"{summary['library_check']['nearest_self_consistency']:.3f})",
         f"latent: KL {summary['latent']['kl_total']:.1f} nats, "
         f"{summary['latent']['active_dims']} active dims",
     ]

@@ -52,3 +52,7 @@ class NotFittedError(EelsprintError, AttributeError):
 
 class ExportError(EelsprintError, RuntimeError):
     """An export format is unavailable here or its outputs do not match the model."""
+
+
+class RepresentationWarning(UserWarning):
+    """The fitted latent cannot separate library classes that the raw spectra (or PCA) separate."""

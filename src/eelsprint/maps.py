@@ -28,13 +28,15 @@ def to_dataset(
     classes: np.ndarray,
     source: str = "<array>",
     mode: str = "fast",
+    ood: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Per-spectrum results on the input's navigation shape.
 
     Variables: ``proba`` (nav..., class), ``label`` (index into ``class``),
     ``entropy``, ``aleatoric``, ``epistemic`` (nats), ``var_from_encoder`` and
     ``var_from_gp`` (latent-function variance split), ``encoder_share``,
-    ``latent_mean`` and ``latent_var`` (nav..., latent).
+    ``latent_mean`` and ``latent_var`` (nav..., latent) and, when ``ood`` is given,
+    ``ood_score`` (robust standard score, see :mod:`eelsprint.inference.ood`).
     """
     dims = nav_dims(len(nav_shape))
 
@@ -56,6 +58,12 @@ def to_dataset(
         "latent_mean": ((*dims, "latent"), latent_mean.reshape(*nav_shape, -1)),
         "latent_var": ((*dims, "latent"), latent_var.reshape(*nav_shape, -1)),
     }
+    if ood is not None:
+        data["ood_score"] = (
+            dims,
+            nav(ood),
+            {"long_name": "out-of-library score: max of the standardised library residual and epistemic"},
+        )
     coords = {"class": np.asarray(classes, dtype=str)}
     attrs = {"source": source, "integration": mode, "classes": ", ".join(map(str, classes))}
     return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -33,10 +33,13 @@ def broaden(data: np.ndarray, energy: np.ndarray, sigma_ev: np.ndarray) -> np.nd
 def augment_library(library: Library, config: NuisanceConfig, rng: np.random.Generator) -> Library:
     """The library plus ``config.n_augment`` nuisance-perturbed copies of every fingerprint.
 
-    Each copy gets a multiplicative scale ``1 + N(0, scale_sd)``, a uniform shift
-    in ``[-shift_ev, shift_ev]``, Gaussian broadening in ``[0, broaden_ev]`` and a
-    linear background residual of at most ``background_tilt`` times the
-    library's largest intensity at the window's ends.
+    A share ``mix_share`` of the copies are mixed pixels first: ``w l_i + (1 - w) l_j``
+    with ``l_j`` a fingerprint of another class and ``w`` uniform in ``[mix_min, 1]``,
+    labelled by the dominant ``l_i`` (domain boundaries, where a probe straddles two
+    phases). Each copy then gets a multiplicative scale ``1 + N(0, scale_sd)``, a
+    uniform shift in ``[-shift_ev, shift_ev]``, Gaussian broadening in
+    ``[0, broaden_ev]`` and a linear background residual of at most
+    ``background_tilt`` times the library's largest intensity at the window's ends.
 
     Returns
     -------
@@ -47,6 +50,8 @@ def augment_library(library: Library, config: NuisanceConfig, rng: np.random.Gen
     if k == 0:
         return library
     base = np.repeat(library.spectra, k, axis=0)
+    if config.mix_share > 0:
+        base = _mix(base, np.repeat(library.class_index, k), library, config, rng)
     energy = library.energy
     shifted = shift_spectra(base, energy, rng.uniform(-config.shift_ev, config.shift_ev, n * k))
     if config.broaden_ev > 0:
@@ -59,3 +64,16 @@ def augment_library(library: Library, config: NuisanceConfig, rng: np.random.Gen
     spectra = np.concatenate([library.spectra, scaled + offset + tilt * ramp])
     labels = np.concatenate([library.labels, np.repeat(library.labels, k)])
     return Library(spectra, energy, labels, library.source)
+
+
+def _mix(
+    base: np.ndarray, own: np.ndarray, library: Library, config: NuisanceConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """Replace a ``mix_share`` of ``base`` (N, C) by mixtures with a fingerprint of another class."""
+    mixed = rng.random(len(base)) < config.mix_share
+    other = rng.integers(0, len(library.labels), len(base))
+    foreign = library.class_index[other] != own
+    mixed &= foreign  # a draw from the same class is no mixture; those copies stay pure
+    weight = rng.uniform(config.mix_min, 1.0, (len(base), 1))
+    blend = weight * base + (1 - weight) * library.spectra[other]
+    return np.where(mixed[:, None], blend, base)

@@ -141,40 +141,58 @@ def normalise_array(
 
 
 def preprocess(spectra: Spectra, config: PreprocessConfig) -> Spectra:
-    """Apply the configured steps in order: crop, rebin, align, background, normalise.
+    """Apply the configured steps in order: background, crop, rebin, align, normalise.
 
+    The power law is fitted on its pre-edge window of the uncropped spectra, as
+    an EELS user expects: ``background_window`` may lie outside ``window``.
     With the default config nothing changes.
     """
+    if config.background_window is not None:
+        spectra = subtract_power_law(spectra, config.background_window)
     if config.window is not None:
         spectra = crop(spectra, config.window)
     spectra = rebin(spectra, config.rebin)
     if config.align_peak is not None:
         spectra = align(spectra, config.align_peak, config.align_to)
-    if config.background_window is not None:
-        spectra = subtract_power_law(spectra, config.background_window)
     if config.normalise != "none":
         data = normalise_array(spectra.data, spectra.energy, config.normalise, config.normalise_window)
         spectra = Spectra(data, spectra.energy, spectra.source)
     return spectra
 
 
-def library_on_axis(library: Library, energy: np.ndarray, config: PreprocessConfig) -> Library:
+def library_on_axis(
+    library: Library, energy: np.ndarray, config: PreprocessConfig, measured: bool = False
+) -> Library:
     """Interpolate the library onto the data's energy axis over their overlap, then normalise it.
 
-    The library is theory (background-free, aligned), so only the normalisation
-    step of ``config`` applies to it. Data channels outside the library's range
-    are returned as zero-free by the caller cropping to :func:`overlap`.
+    A theory library (the default) is background-free and aligned, so only the
+    normalisation step of ``config`` applies to it. A ``measured`` library of
+    reference spectra first gets the data's background subtraction and alignment
+    (on its own energy axis, before interpolation). Data channels outside the
+    library's range are returned as zero-free by the caller cropping to :func:`overlap`.
 
     Raises
     ------
     InputDataError
         If the two energy ranges do not overlap.
     """
+    if measured:
+        library = _preprocess_measured(library, config)
     low, high = overlap(library, energy)
     keep = (energy >= low) & (energy <= high)
     spectra = np.stack([np.interp(energy[keep], library.energy, row) for row in library.spectra])
     spectra = normalise_array(spectra, energy[keep], config.normalise, config.normalise_window)
     return Library(spectra, energy[keep], library.labels, library.source)
+
+
+def _preprocess_measured(library: Library, config: PreprocessConfig) -> Library:
+    """Background subtraction and alignment of measured reference spectra, as for the data."""
+    spectra = Spectra(library.spectra, library.energy, library.source)
+    if config.background_window is not None:
+        spectra = subtract_power_law(spectra, config.background_window)
+    if config.align_peak is not None:
+        spectra = align(spectra, config.align_peak, config.align_to)
+    return Library(spectra.data, library.energy, library.labels, library.source)
 
 
 def overlap(library: Library, energy: np.ndarray) -> tuple[float, float]:

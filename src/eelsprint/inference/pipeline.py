@@ -17,7 +17,6 @@ the caller's global RNG state is unchanged afterwards.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +26,14 @@ import torch
 from torch import nn
 
 from eelsprint.config import Config
-from eelsprint.data.augment import augment_library
 from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess
 from eelsprint.data.spectra import Library, Spectra
 from eelsprint.exceptions import ConfigError, InputDataError
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
+from eelsprint.inference.fitting import train_parts
 from eelsprint.inference.runtime import predict_head
-from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.inference.selfcheck import warn_if_inseparable
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import UncertaintyHead
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
@@ -132,51 +131,23 @@ def fit_parts(
 def _fit(
     spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
 ) -> FittedParts:
-    rng = np.random.default_rng(cfg.train.seed)
     spectra = preprocess(spectra, cfg.preprocess)
-    lib = library_on_axis(library, spectra.energy, cfg.preprocess)
+    lib = library_on_axis(library, spectra.energy, cfg.preprocess, cfg.library.measured)
     spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
     x = spectra.flat()
     if len(x) < 2:
         raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
     target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
-    augmented = augment_library(lib, cfg.nuisance, rng)
-    scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
-
-    n_channels = spectra.n_channels
-    vae = SpectrumVAE(n_channels, cfg.model)  # initialised on the CPU (the seeded global RNG), then moved
-    raw = ConvEncoder(n_channels, cfg.model)
-    for buffer in (vae.encoder.input_scale, vae.decoder.output_scale, raw.input_scale):
-        buffer.fill_(scale)
-    vae.to(device)
-    raw.to(device)
-
-    def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        return torch.as_tensor(a, dtype=dtype, device=device)
-
-    x_t = t(x)
-    diag = train_vae(vae, t(np.concatenate([target, augmented.spectra])), cfg.train, cfg.model, progress)
-    raw_loss, variance_ratio = train_raw_encoder(raw, vae.encoder, x_t, t(target), cfg.train, progress)
-    per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + cfg.nuisance.n_augment))
-    z, y = latent_training_set(
-        vae.encoder, t(augmented.spectra), t(augmented.class_index, torch.int64), per_spectrum, cfg.train.seed
-    )
-    gp_model, _ = train_gp(z, y, len(lib.classes), cfg.model, cfg.train, progress)
-    gp = GPPosterior.from_model(gp_model)
-    diagnostics: dict[str, Any] = {
-        "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
-        "kl_total": round(diag.kl_total, 3),
-        "active_dims": diag.active_dims,
-        "raw_encoder_nll": round(raw_loss, 4),
-        "raw_variance_ratio": None if math.isnan(variance_ratio) else round(variance_ratio, 4),
-        "raw_scale_factor": [round(float(v), 4) for v in raw.scale_factor],
-        "n_spectra": len(x),
-        "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
-    }
+    trained = train_parts(x, target, lib, cfg, device, progress)
+    warn_if_inseparable(trained.check, spectra.source)
+    diagnostics = trained.diagnostics
     head = None
     if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
-        head, diagnostics["head"] = distil_head(raw, gp, x_t, cfg.head, cfg.train.seed)
-    return FittedParts(cfg, vae, raw, gp, head, lib.classes, spectra.energy, lib, diagnostics)
+        x_t = torch.as_tensor(x, dtype=torch.float32, device=device)
+        head, diagnostics["head"] = distil_head(trained.raw, trained.gp, x_t, cfg.head, cfg.train.seed)
+    return FittedParts(
+        cfg, trained.vae, trained.raw, trained.gp, head, lib.classes, spectra.energy, lib, diagnostics
+    )
 
 
 def parts_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> FittedParts:

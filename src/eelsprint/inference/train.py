@@ -42,12 +42,37 @@ class VAEDiagnostics:
         return int((self.kl_per_dim > 0.1).sum())
 
 
-def _batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    return list(torch.randperm(n, generator=generator, device=generator.device).split(size))
+#: Library copies per step of the semi-supervised term (caps its cost at ~20 % of a VAE step).
+LIBRARY_BATCH = 128
+
+
+def _batches(n: int, size: int, generator: torch.Generator, min_batches: int = 1) -> list[torch.Tensor]:
+    """Shuffled index batches of one epoch; small data are passed over again until ``min_batches``."""
+    batches: list[torch.Tensor] = []
+    while len(batches) < min_batches:
+        batches += list(torch.randperm(n, generator=generator, device=generator.device).split(size))
+    return batches
+
+
+def _library_loss(
+    probe: torch.nn.Linear, loc: torch.Tensor, scale: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy of a linear probe on one latent draw of each labelled library copy.
+
+    On a draw rather than the mean, so the classes must stand apart by more than
+    the posterior's own width: a shrunken variance cannot fake separation.
+    """
+    z = loc + scale * torch.randn_like(loc)
+    return torch.nn.functional.cross_entropy(probe(z), y)
 
 
 def train_vae(
-    vae: SpectrumVAE, x: torch.Tensor, config: TrainConfig, model: ModelConfig, progress: bool = True
+    vae: SpectrumVAE,
+    x: torch.Tensor,
+    config: TrainConfig,
+    model: ModelConfig,
+    progress: bool = True,
+    library: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> VAEDiagnostics:
     """Fit the VAE on high-SNR spectra ``x`` (N, C).
 
@@ -55,28 +80,44 @@ def train_vae(
     (``TraceMeanField_ELBO``: analytic KL) with the KL weight annealed linearly
     from 0 to 1 over ``kl_anneal_epochs``, plus a free-bits penalty
     ``sum_d relu(free_bits - KL_d)`` (batch-mean KL per dimension) that keeps
-    every latent dimension in use.
+    every latent dimension in use. With ``library = (spectra, class_index)``
+    (the nuisance-augmented library), ``config.library_weight`` times the
+    cross-entropy of a linear probe on their latent draws is added
+    (:func:`_library_loss`): the semi-supervised term that makes the latent keep
+    what separates the library's classes. Small data are passed over several
+    times per epoch (at least ``config.min_batches`` steps per epoch).
     """
     generator = torch.Generator(x.device).manual_seed(config.seed)
     elbo = TraceMeanField_ELBO()
-    optim = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    supervised = library is not None and config.library_weight > 0
+    lib_x, lib_y = library if library is not None else (x[:0], torch.zeros(0, dtype=torch.long))
+    n_classes = int(lib_y.max()) + 1 if supervised else 1
+    probe = torch.nn.Linear(model.latent_dim, n_classes).to(x.device)
+    optim = torch.optim.Adam([*vae.parameters(), *probe.parameters()], lr=config.lr)
     vae.train()
+    per_epoch = config.min_batches
     bar = tqdm(range(config.epochs), desc="VAE", disable=not progress, leave=False)
     for epoch in bar:
         beta = min(1.0, (epoch + 1) / config.kl_anneal_epochs) if config.kl_anneal_epochs else 1.0
-        total = 0.0
-        for idx in _batches(len(x), config.batch_size, generator):
+        total, seen = 0.0, 0
+        for idx in _batches(len(x), config.batch_size, generator, per_epoch):
             batch = x[idx]
             loss = elbo.differentiable_loss(vae.model, vae.guide, batch, beta) / len(idx)
             if model.free_bits > 0 and vae.last_posterior is not None:
                 loc, scale = vae.last_posterior
                 kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).mean(0)
                 loss = loss + beta * torch.relu(model.free_bits - kl).sum()
+            if supervised:
+                size = min(len(idx), len(lib_x), LIBRARY_BATCH)
+                pick = torch.randint(len(lib_x), (size,), generator=generator)
+                loc, scale = vae.encoder(lib_x[pick])
+                loss = loss + config.library_weight * _library_loss(probe, loc, scale, lib_y[pick])
             optim.zero_grad()
             loss.backward()
             optim.step()
             total += loss.item() * len(idx)
-        bar.set_postfix(loss=f"{total / len(x):.4g}", beta=f"{beta:.2f}")
+            seen += len(idx)
+        bar.set_postfix(loss=f"{total / seen:.4g}", beta=f"{beta:.2f}")
     vae.eval()
     with torch.no_grad():
         loc, scale = vae.encoder(x)
@@ -91,6 +132,7 @@ def train_raw_encoder(
     x_target: torch.Tensor,
     config: TrainConfig,
     progress: bool = True,
+    x_library: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """Fit ``raw`` to map a noisy spectrum to where the teacher puts its denoised twin.
 
@@ -107,6 +149,12 @@ def train_raw_encoder(
     training and used to calibrate the variance (:func:`calibrate_scale`):
     dropout and the noise augmentation make the trained variance too wide
     (about 2x on the simulator) for the plain network used at inference.
+
+    ``x_library`` (the nuisance-augmented library, clean) joins the training
+    set with the data's own noise level added afresh in every batch, its target
+    the teacher's latent mean of the clean spectrum: the raw encoder learns to
+    put a noisy library spectrum where the classifier's training points are,
+    which is what a small scan alone cannot teach it.
 
     Returns
     -------
@@ -126,16 +174,23 @@ def train_raw_encoder(
     held, fit = order[:n_held], order[n_held:]
     x_fit, t_fit = x_raw[fit], t_loc[fit]
     noise_sd = (x_fit - x_target[fit]).std(0, keepdim=True)
+    own = torch.zeros(len(x_fit), 1, device=device)  # 1: a clean library spectrum that gets the data's noise
+    if x_library is not None and len(x_library):
+        with torch.no_grad():
+            lib_loc, _ = teacher(x_library)
+        x_fit, t_fit = torch.cat([x_fit, x_library]), torch.cat([t_fit, lib_loc])
+        own = torch.cat([own, torch.ones(len(x_library), 1, device=device)])
     optim = torch.optim.Adam(raw.parameters(), lr=config.lr)
     raw.train()
     total = math.nan
+    per_epoch = config.min_batches
     bar = tqdm(range(config.raw_epochs), desc="raw encoder", disable=not progress, leave=False)
     for _ in bar:
-        total = 0.0
-        for idx in _batches(len(x_fit), config.batch_size, generator):
+        total, seen = 0.0, 0
+        for idx in _batches(len(x_fit), config.batch_size, generator, per_epoch):
             batch = x_fit[idx]
             noisy = torch.rand(len(idx), 1, generator=generator, device=device) < 0.5
-            level = 3.0 * torch.rand(len(idx), 1, generator=generator, device=device) * noisy
+            level = 3.0 * torch.rand(len(idx), 1, generator=generator, device=device) * noisy + own[idx]
             batch = batch + level * noise_sd * torch.randn(batch.shape, generator=generator, device=device)
             loc, scale = raw(batch)
             loss = (scale.log() + 0.5 * ((t_fit[idx] - loc) / scale) ** 2).sum(-1).mean()
@@ -143,7 +198,8 @@ def train_raw_encoder(
             loss.backward()
             optim.step()
             total += loss.item() * len(idx)
-        total /= len(x_fit)
+            seen += len(idx)
+        total /= seen
         bar.set_postfix(nll=f"{total:.4g}")
     raw.eval()
     ratio = calibrate_scale(raw, x_raw[held], t_loc[held]) if n_held else math.nan

@@ -1,0 +1,215 @@
+"""Out-of-library score: how well the library explains a pixel under the noise model, plus the GP.
+
+A naive least-squares residual fails at low dose: counting noise dwarfs the
+difference a foreign spectrum makes. Here every pixel ``x`` is fitted by each
+fingerprint ``l_k`` with a free scale, offset, tilt and first-order energy shift,
+
+    x ~ a l_k + b + c t + d l_k'        (t: a ramp from -1 to 1 over the window)
+
+by weighted least squares with the data's own heteroscedastic noise model,
+``var = alpha + beta * |s|`` at the fingerprint's level ``s`` (counting noise
+grows with the signal, read noise does not), estimated from the unlabelled
+data and their PCA-denoised twins (:func:`noise_model`). The best fingerprint's reduced chi-square
+is the residual statistic. Its log and the GP's epistemic term are each
+standardised robustly (median, MAD) over the training pixels, learnt from the
+data without labels; ``ood_score`` is the larger of the two standard scores.
+
+The same fits estimate the nuisance the data carry (:func:`estimate_nuisance`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from eelsprint.data.preprocess import pca_denoise
+
+__all__ = [
+    "LibraryFit",
+    "OODScaler",
+    "estimate_nuisance",
+    "fit_library",
+    "learn_ood",
+    "noise_model",
+    "ood_score",
+    "pixel_scores",
+    "score_pixels",
+]
+
+_MAD = 1.4826  # MAD -> standard deviation of a Gaussian
+
+
+def noise_model(x: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
+    """``(alpha, beta)`` of ``var = alpha + beta * |smooth|``, least squares on the squared residuals.
+
+    Parameters
+    ----------
+    x, smooth : ndarray of shape (n_spectra, n_channels)
+        Spectra and their denoised twins.
+    """
+    level = np.abs(smooth).ravel()
+    r2 = ((x - smooth) ** 2).ravel()
+    design = np.stack([np.ones_like(level), level], 1)
+    coef = np.linalg.lstsq(design, r2, rcond=None)[0]
+    floor = 1e-6 * float(r2.mean()) + 1e-30
+    return max(float(coef[0]), floor), max(float(coef[1]), 0.0)
+
+
+@dataclass(frozen=True)
+class LibraryFit:
+    """Best-fingerprint weighted fit of every pixel (arrays of shape (n_spectra,))."""
+
+    chi2: np.ndarray  # reduced chi-square of the best fingerprint
+    best: np.ndarray  # its index into the library's spectra
+    nearest: np.ndarray  # index of the nearest fingerprint by plain distance
+    # The nuisance terms of the nearest fingerprint (plain distance, no free scale): with a free
+    # scale an intensity-coded library fits any pixel with any fingerprint, the nearest one keeps a ~ 1.
+    scale: np.ndarray  # a
+    offset: np.ndarray  # b
+    tilt: np.ndarray  # c
+    shift_ev: np.ndarray  # -d / a: the energy shift that the derivative term absorbs
+
+
+def fit_library(
+    x: np.ndarray, library: np.ndarray, energy: np.ndarray, noise: tuple[float, float]
+) -> LibraryFit:
+    """Weighted fit of each pixel by each fingerprint (scale, offset, tilt, shift); keep the best.
+
+    The weights are the noise model's at fingerprint ``k``'s level (the variance
+    the hypothesis "this pixel is fingerprint k" predicts), so they do not
+    depend on the pixel's own noise and one small solve per fingerprint serves
+    every pixel.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_spectra, n_channels)
+    library : ndarray of shape (n_fingerprints, n_channels)
+    energy : ndarray of shape (n_channels,)
+    noise : (alpha, beta)
+        From :func:`noise_model`.
+    """
+    n_channels = x.shape[-1]
+    ramp = np.linspace(-1.0, 1.0, n_channels)
+    slope = np.gradient(library, energy, axis=-1)
+    design = np.stack(  # (K, C, 4)
+        [library, np.ones_like(library), np.broadcast_to(ramp, library.shape), slope], axis=-1
+    )
+    weight = 1.0 / (noise[0] + noise[1] * np.abs(library))  # (K, C)
+    gram = np.einsum("kc,kci,kcj->kij", weight, design, design)  # (K, 4, 4)
+    gram += 1e-9 * np.trace(gram, axis1=-2, axis2=-1)[:, None, None] * np.eye(4)
+    weighted = (weight[..., None] * design).transpose(1, 0, 2).reshape(n_channels, -1)  # (C, K*4)
+    rhs = (x @ weighted).reshape(len(x), len(library), 4)  # (N, K, 4)
+    coef = np.einsum("kij,nkj->nki", np.linalg.inv(gram), rhs)  # (N, K, 4); gram is symmetric
+    # Weighted residual sum of squares of the least-squares solution: x'Wx - coef'rhs.
+    rss = np.maximum(x**2 @ weight.T - (coef * rhs).sum(-1), 0.0)  # (N, K)
+    chi2 = rss / max(n_channels - 4, 1)
+    best = chi2.argmin(1)
+    rows = np.arange(len(x))
+    nearest = ((library**2).sum(1)[None, :] - 2 * x @ library.T).argmin(1)
+    a, b, c, d = (coef[rows, nearest, i] for i in range(4))
+    shift = -d / np.where(np.abs(a) > 1e-12, a, 1e-12)
+    return LibraryFit(chi2[rows, best], best, nearest, a, b, c, shift)
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    centre = float(np.median(values))
+    spread = _MAD * float(np.median(np.abs(values - centre)))
+    return centre, max(spread, 1e-6 * max(abs(centre), 1e-12), 1e-12)
+
+
+@dataclass(frozen=True)
+class OODScaler:
+    """Robust location and scale of the two statistics over the training pixels, with the noise model."""
+
+    alpha: float
+    beta: float
+    residual_median: float
+    residual_spread: float
+    epistemic_median: float
+    epistemic_spread: float
+
+    @classmethod
+    def learn(cls, fit: LibraryFit, epistemic: np.ndarray, noise: tuple[float, float]) -> OODScaler:
+        """Standardisation learnt from the unlabelled training pixels."""
+        res = _robust(np.log(fit.chi2))
+        epi = _robust(np.log(np.maximum(epistemic, 1e-12)))
+        return cls(noise[0], noise[1], *res, *epi)
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready (stored in the model's diagnostics)."""
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def ood_score(fit: LibraryFit, epistemic: np.ndarray, scaler: OODScaler) -> np.ndarray:
+    """The larger robust standard score of the residual statistic and of the epistemic term, (n_spectra,)."""
+    res = (np.log(fit.chi2) - scaler.residual_median) / scaler.residual_spread
+    epi = (np.log(np.maximum(epistemic, 1e-12)) - scaler.epistemic_median) / scaler.epistemic_spread
+    return np.maximum(res, epi)
+
+
+def estimate_nuisance(fit: LibraryFit, library: np.ndarray, noise: tuple[float, float]) -> dict[str, float]:
+    """Nuisance ranges the data show, in :class:`~eelsprint.config.NuisanceConfig`'s units.
+
+    Robust spreads of the best fits' coefficients: ``scale_sd`` (normalisation
+    scatter), ``shift_ev`` and ``background_tilt`` as the half-widths of uniform
+    ranges with the same spread (``sqrt(3)`` standard deviations), the tilt and
+    offset relative to the library's largest intensity; ``noise_sd`` the typical
+    noise standard deviation at the library's mean level. Scale and shift come
+    from the pixels whose best fingerprint is not (near) zero.
+    """
+    peak = float(np.abs(library).max()) or 1.0
+    norms = np.abs(library).max(1)
+    shaped = norms[fit.nearest] > 0.1 * peak  # a near-zero fingerprint has no scale or shift to fit
+    if not shaped.any():
+        shaped = np.ones_like(shaped)
+    scale = fit.scale[shaped] / np.median(fit.scale[shaped])
+    shift = fit.shift_ev[shaped]
+    offset_tilt = np.concatenate([fit.offset, fit.tilt]) / peak
+    return {
+        "scale_sd": round(_robust(scale)[1], 4),
+        "shift_ev": round(float(np.sqrt(3) * _robust(shift)[1]), 4),
+        "background_tilt": round(float(np.sqrt(3) * _robust(offset_tilt)[1]), 4),
+        "noise_sd": round(float(np.sqrt(noise[0] + noise[1] * np.abs(library).mean())), 6),
+    }
+
+
+def learn_ood(
+    x: np.ndarray, smooth: np.ndarray, library: np.ndarray, energy: np.ndarray, epistemic: np.ndarray
+) -> tuple[OODScaler, dict[str, float]]:
+    """From unlabelled pixels ``x`` (and their denoised twins): the OOD standardisation and the nuisance."""
+    noise = noise_model(x, smooth)
+    fit = fit_library(x, library, energy, noise)
+    return OODScaler.learn(fit, epistemic, noise), estimate_nuisance(fit, library, noise)
+
+
+def score_pixels(
+    x: np.ndarray, library: np.ndarray, energy: np.ndarray, epistemic: np.ndarray, scaler: OODScaler
+) -> np.ndarray:
+    """``ood_score`` of pixels ``x`` (n_spectra, n_channels) on the model's axis, shape (n_spectra,)."""
+    fit = fit_library(x, library, energy, (scaler.alpha, scaler.beta))
+    return ood_score(fit, epistemic, scaler)
+
+
+def pixel_scores(
+    x: np.ndarray,
+    epistemic: np.ndarray,
+    library: np.ndarray,
+    energy: np.ndarray,
+    stored: dict[str, float] | None,
+    pca_components: int,
+    seed: int,
+) -> np.ndarray:
+    """``ood_score`` with the model's stored standardisation, else one learnt from ``x`` itself.
+
+    Models fitted before the score existed carry none; it is then learnt from the
+    pixels being classified (at least 20 spectra, else NaN).
+    """
+    if stored is not None:
+        scaler = OODScaler(**stored)
+    elif len(x) >= 20:
+        smooth = pca_denoise(x, pca_components, seed=seed)
+        scaler = learn_ood(x, smooth, library, energy, epistemic)[0]
+    else:
+        return np.full(len(x), np.nan)
+    return score_pixels(x, library, energy, epistemic, scaler)
