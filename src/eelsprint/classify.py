@@ -352,11 +352,10 @@ class FingerprintClassifier(BaseEstimator):
     def realtime_model(self, precision: Precision = "fp32") -> nn.Module:
         """The real-time graph (raw encoder + distilled head) in ``precision``, cached.
 
-        ``precision``: ``"fp32"``, ``"bf16"`` or ``"int8"`` (CPU only), see
-        :func:`eelsprint.models.head.with_precision`. The module maps ``(B, n_channels)``
-        float32 spectra on ``device_`` to :data:`eelsprint.models.head.OUTPUTS`. Raises
-        ``NotFittedError`` when unfitted or without a distilled head (``head.enabled =
-        false``, or eelsprint 0.1), ``ConfigError`` for ``"int8"`` on CUDA.
+        ``precision``: "fp32", "bf16" or "int8" (CPU only; :func:`eelsprint.models.head.with_precision`).
+        Maps ``(B, n_channels)`` float32 spectra on ``device_`` to :data:`eelsprint.models.head.OUTPUTS`.
+        Raises ``NotFittedError`` when unfitted or without a distilled head, ``ConfigError`` for
+        "int8" on CUDA.
         """
         device = self._on_device()
         if self.head_ is None:
@@ -368,7 +367,8 @@ class FingerprintClassifier(BaseEstimator):
             raise ConfigError(f"head_precision 'int8' runs on the CPU only; use 'fp32' or 'bf16' on {device}")
         key = (precision, id(self.head_), id(self.raw_encoder_))
         if key not in self._realtime_cache:  # at most 3 entries: the cache empties when state changes
-            self._realtime_cache[key] = with_precision(RealtimeModel(self.raw_encoder_, self.head_), precision)
+            graph = RealtimeModel(self.raw_encoder_, self.head_)
+            self._realtime_cache[key] = with_precision(graph, precision)
         return self._realtime_cache[key]
 
     # -- persistence ---------------------------------------------------------------------------
