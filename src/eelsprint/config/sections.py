@@ -1,90 +1,30 @@
-"""Settings as small frozen dataclasses that validate themselves, loadable from TOML.
-
-One :class:`Config` groups them; it is stored with every trained model so that
-classification applies exactly the preprocessing the model was trained with.
-"""
+"""The settings' sections: small frozen dataclasses that validate themselves."""
 
 from __future__ import annotations
 
-import dataclasses
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, cast
+from dataclasses import dataclass
+from typing import Literal
 
-from eelsprint.exceptions import ConfigError, EelsprintError
+from eelsprint.config.checks import (
+    MODES,
+    Precision,
+    Window,
+    check_choice,
+    check_positive,
+    check_precision,
+    check_window,
+)
+from eelsprint.exceptions import ConfigError
 
 __all__ = [
-    "MODES",
-    "PRECISIONS",
-    "Config",
     "HeadConfig",
     "InferenceConfig",
+    "LibraryConfig",
     "ModelConfig",
     "NuisanceConfig",
-    "Precision",
     "PreprocessConfig",
     "TrainConfig",
-    "Window",
-    "check_choice",
-    "check_precision",
 ]
-
-Window = tuple[float, float] | None
-#: The estimator's integration modes (``InferenceConfig.mode`` and every ``mode=`` argument).
-MODES = ("fast", "exact", "head")
-#: Numerical precision of the real-time graph, by name: float32; float16 (TensorRT engines);
-#: bfloat16 weights and activations, or int8 dynamic quantisation of the dense layers
-#: (convolutions stay float32), both for the eager CPU graph. The torch dtypes are
-#: :data:`eelsprint.models.head.DTYPES`.
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-#: The precisions each runtime of the real-time graph supports ("eager": PyTorch on the CPU,
-#: ``[inference] head_precision``; the others: ``eelsprint export --format``).
-PRECISIONS: dict[str, tuple[Precision, ...]] = {
-    "eager": ("fp32", "bf16", "int8"),
-    "pt2": ("fp32",),
-    "onnx": ("fp32",),
-    "torchscript": ("fp32",),
-    "tensorrt": ("fp32", "fp16"),
-}
-
-
-def check_precision(
-    precision: str, runtime: str, name: str = "precision", error: type[EelsprintError] = ConfigError
-) -> Precision:
-    """``precision`` if ``runtime`` (a key of :data:`PRECISIONS`) supports it, else ``error``.
-
-    The message names what the runtime takes and where the refused precision is available:
-    ``precision 'fp16' is not available for onnx; use fp32 (fp16: tensorrt only)``.
-    """
-    allowed = PRECISIONS[runtime]
-    if precision in allowed:
-        return cast(Precision, precision)
-    use = f"use {', '.join(allowed[:-1])} or {allowed[-1]}" if len(allowed) > 1 else f"use {allowed[0]}"
-    elsewhere = [r for r, choices in PRECISIONS.items() if precision in choices]
-    if not elsewhere:
-        raise error(f"{name} {precision!r} is unknown; {use} for {runtime}")
-    where = f"{precision}: {', '.join(elsewhere)} only"
-    raise error(f"{name} {precision!r} is not available for {runtime}; {use} ({where})")
-
-
-def _check_window(name: str, window: Window) -> None:
-    if window is not None and not (len(window) == 2 and window[0] < window[1]):
-        raise ConfigError(f"{name} must be (low, high) in eV with low < high, got {window}")
-
-
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"{name} must be > 0, got {value}")
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    """``ConfigError("mode must be 'a', 'b' or 'c', got 'x'")`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
-        quoted = [f"'{c}'" for c in choices]
-        allowed = f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -123,7 +63,7 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         for name in ("window", "align_peak", "background_window", "normalise_window"):
-            _check_window(name, getattr(self, name))
+            check_window(name, getattr(self, name))
         if self.rebin < 1:
             raise ConfigError(f"rebin must be >= 1, got {self.rebin}")
         check_choice("normalise", self.normalise, ("none", "area", "edge"))
@@ -275,7 +215,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if min(self.epochs, self.raw_epochs, self.gp_iterations, self.batch_size) < 1:
             raise ConfigError("epochs, raw_epochs, gp_iterations and batch_size must be >= 1")
-        _check_positive(lr=self.lr, gp_lr=self.gp_lr)
+        check_positive(lr=self.lr, gp_lr=self.gp_lr)
         if self.kl_anneal_epochs < 0:
             raise ConfigError(f"kl_anneal_epochs must be >= 0, got {self.kl_anneal_epochs}")
         if not 0.0 <= self.variance_holdout < 1.0:
@@ -351,78 +291,5 @@ class HeadConfig:
     def __post_init__(self) -> None:
         if min(self.hidden, self.n_points, self.epochs) < 1:
             raise ConfigError("hidden, n_points and epochs must be >= 1")
-        _check_positive(lr=self.lr)
+        check_positive(lr=self.lr)
         check_choice("teacher", self.teacher, ("fast", "exact"))
-
-
-@dataclass(frozen=True)
-class Config:
-    """Every setting of a model, one section per concern."""
-
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    library: LibraryConfig = field(default_factory=LibraryConfig)
-    nuisance: NuisanceConfig = field(default_factory=NuisanceConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    head: HeadConfig = field(default_factory=HeadConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dictionary (JSON/TOML friendly; tuples become lists)."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> Config:
-        """Build from a nested dictionary; unknown sections or keys are errors."""
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        kinds = {
-            "preprocess": PreprocessConfig,
-            "library": LibraryConfig,
-            "nuisance": NuisanceConfig,
-            "model": ModelConfig,
-            "train": TrainConfig,
-            "inference": InferenceConfig,
-            "head": HeadConfig,
-        }
-        unknown = set(data) - set(sections)
-        if unknown:
-            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected {sorted(sections)}")
-        parts = {}
-        for name, kind in kinds.items():
-            values = dict(data.get(name, {}))
-            known = {f.name for f in dataclasses.fields(kind)}
-            bad = set(values) - known
-            if bad:
-                raise ConfigError(
-                    f"{source}: unknown key(s) {sorted(bad)} in [{name}]; expected {sorted(known)}"
-                )
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-            try:
-                parts[name] = kind(**values)
-            except ConfigError as err:
-                raise ConfigError(f"{source}: [{name}] {err}") from None
-            except TypeError as err:
-                raise ConfigError(f"{source}: [{name}] {err}") from None
-        return cls(**parts)
-
-    @classmethod
-    def from_toml(cls, path: str | Path) -> Config:
-        """Read a TOML file with optional sections ``[preprocess]``, ``[nuisance]``, ...
-
-        Raises
-        ------
-        ConfigError
-            If the file is missing, is not valid TOML or holds invalid values.
-        """
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{path}: not a valid TOML file ({err})") from None
-        return cls.from_dict(data, source=str(path))
-
-    def replace(self, **sections: Any) -> Config:
-        """Copy with whole sections replaced, e.g. ``cfg.replace(train=TrainConfig(epochs=5))``."""
-        return dataclasses.replace(self, **sections)
