@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from eelsprint import Config, FingerprintClassifier
-from eelsprint.config import PRECISIONS, HeadConfig, InferenceConfig, Precision, check_precision
+from eelsprint.config import PRECISIONS, HeadConfig, InferenceConfig, ModelConfig, Precision, check_precision
 from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import ConfigError, NotFittedError
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.metrics import expected_calibration_error, ood_auroc
 from eelsprint.inference.runtime import physical_cores, run_chunks, torch_threads
 from eelsprint.inference.uncertainty import Prediction
-from eelsprint.models.head import DTYPES, OUTPUTS, RealtimeModel, with_precision
+from eelsprint.models.head import DTYPES, OUTPUTS, RealtimeModel, UncertaintyHead, with_precision
+from eelsprint.models.vae import ConvEncoder
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_map_chunks_joins_every_output_kind_as_one_call_would() -> None:
         map_chunks(fn, x, y[:3], chunk=2)
 
 
-def test_one_precision_vocabulary_names_what_each_runtime_takes(fitted: FingerprintClassifier) -> None:
+def test_one_precision_vocabulary_names_what_each_runtime_takes() -> None:
     assert set(DTYPES) == set(get_args(Precision)) == {p for ps in PRECISIONS.values() for p in ps}
     assert check_precision("bf16", "eager") == "bf16" and check_precision("fp16", "tensorrt") == "fp16"
     with pytest.raises(
@@ -199,7 +200,7 @@ def test_one_precision_vocabulary_names_what_each_runtime_takes(fitted: Fingerpr
     with pytest.raises(ConfigError, match="'fp64' is unknown; use fp32 or fp16 for tensorrt"):
         check_precision("fp64", "tensorrt")
     with pytest.raises(ConfigError, match="fp16: tensorrt only"):
-        with_precision(fitted.realtime_model(), "fp16")
+        with_precision(RealtimeModel(ConvEncoder(240, ModelConfig()), UncertaintyHead(8, 4)), "fp16")
 
 
 def test_model_input_is_what_the_model_sees(fitted: FingerprintClassifier, series: SimulatedSeries) -> None:
