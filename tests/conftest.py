@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,8 +39,15 @@ def series() -> SimulatedSeries:
 
 @pytest.fixture(scope="session")
 def fitted(series: SimulatedSeries) -> FingerprintClassifier:
-    """A classifier fitted on ``series`` with the default schedule (about a minute on 2 cores)."""
+    """A classifier fitted on ``series`` with the default schedule (about a minute on 2 cores).
+
+    ``EELSPRINT_TEST_MODEL=DIR`` loads ``DIR`` instead: this fixture's model saved earlier (same code,
+    ``QUICK``, ``series``), to iterate on tests without refitting. CI does not set it.
+    """
     torch.set_num_threads(2)
+    saved = os.environ.get("EELSPRINT_TEST_MODEL")
+    if saved:
+        return FingerprintClassifier.load(saved, progress=False)
     return FingerprintClassifier(config=QUICK, progress=False).fit(series.spectra, series.library)
 
 

@@ -107,11 +107,13 @@ SHIPPED_FRESH = Bounds(
     nll_ratio=0.2,  # measured: 0.084 vs 1.141 (PCA + nearest fingerprint), ratio 0.07 (seed 4)
 )
 
-#: The session's quick model (``conftest.fitted``) on its held-out 3-frame series (seed 11).
+#: The session's quick model (``conftest.fitted``) on its held-out 3-frame series (seed 11). Values
+#: from issue 13's measurements of this test (not re-measured in this change: the shared machine was
+#: too loaded to refit); nearest fingerprint there: accuracy 0.957, ECE 0.043, NLL 1.19.
 QUICK_HELD_OUT = Bounds(
-    accuracy_margin=0.005,
-    min_accuracy=0.9,
-    max_ece=0.03,
-    ece_ratio=0.6,
-    nll_ratio=0.2,
+    accuracy_margin=0.0,  # measured: above nearest fingerprint (0.957) before this change (issue 13)
+    min_accuracy=0.95,  # measured: > 0.957 (the old assertion acc > nearest fingerprint held)
+    max_ece=0.03,  # measured: 0.017 (issue 13, seed 11)
+    ece_ratio=0.6,  # measured: 0.017 vs 0.043 (nearest fingerprint), ratio 0.40 (issue 13)
+    nll_ratio=0.2,  # measured: nearest fingerprint 1.19 (27.6 nats x 0.043 errors); ours not recorded
 )
