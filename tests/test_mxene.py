@@ -41,7 +41,7 @@ def test_real_library_with_zero_class_trains_and_classifies() -> None:
     nearest = accuracy(one_hot(nearest_fingerprint(x, lib), 4), y)
     pca_nearest = accuracy(pca_nearest_proba(x, lib), y)
     print(f"accuracy {acc:.4f}, majority {majority:.4f}, nearest {nearest:.4f}, PCA {pca_nearest:.4f}")
-    # measured (seed 4): eelsprint 0.51 (issue 13), majority class (F0) 0.466, nearest DFT fingerprint
+    # measured (seed 4): eelsprint 0.514, majority class (F0) 0.466, nearest DFT fingerprint
     # 0.499, PCA + nearest 0.502: the real library is a weak fit to the simulator for every method
     assert acc > majority + 0.02, (acc, majority)
     assert acc > max(nearest, pca_nearest), (acc, nearest, pca_nearest)
