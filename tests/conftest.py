@@ -16,7 +16,8 @@ import torch
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.data.simulate import SimulatedSeries, simulate_series
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 #: The default schedule with fewer GP iterations: the session's shared model. (15 epochs gave an
 #: OOD AUROC of only 0.80 on 3 frames; 40 gives 0.9996, see the OOD test.)
@@ -54,8 +55,15 @@ def series() -> SimulatedSeries:
 
 @pytest.fixture(scope="session")
 def fitted(series: SimulatedSeries) -> FingerprintClassifier:
-    """A classifier fitted on ``series`` with the default schedule (about a minute on 2 cores)."""
+    """A classifier fitted on ``series`` with the default schedule (about a minute on 2 cores).
+
+    ``EELSPRINT_TEST_MODEL=DIR`` loads ``DIR`` instead: this fixture's model saved earlier (same code,
+    ``QUICK``, ``series``), to iterate on tests without refitting. CI does not set it.
+    """
     torch.set_num_threads(2)
+    saved = os.environ.get("EELSPRINT_TEST_MODEL")
+    if saved:
+        return FingerprintClassifier.load(saved, progress=False)
     return FingerprintClassifier(config=QUICK, progress=False).fit(series.spectra, series.library)
 
 
@@ -65,3 +73,23 @@ def fitted_dir(fitted: FingerprintClassifier, tmp_path_factory: pytest.TempPathF
     path = tmp_path_factory.mktemp("model") / "model"
     fitted.save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def held_out() -> SimulatedSeries:
+    """A fresh 3-frame series (seed 11: other maps and noise) for ``fitted``."""
+    return simulate_series(n_frames=3, seed=11)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> FingerprintClassifier:
+    """The shipped ``models/default``."""
+    torch.set_num_threads(2)
+    return FingerprintClassifier.load(ROOT / "models" / "default", progress=False)
+
+
+@pytest.fixture(scope="session")
+def fresh() -> SimulatedSeries:
+    """A fresh 6-frame series (seed 4) for the shipped model: not its training series (seed 0) nor the
+    model card's (1-3)."""
+    return simulate_series(n_frames=6, seed=4)

@@ -13,16 +13,13 @@ from eelsprint import Config, FingerprintClassifier, default_model_path
 from eelsprint.data.simulate import SimulatedSeries, simulate_series
 from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import ConfigError, InputDataError, NotFittedError
-from eelsprint.inference.metrics import accuracy, expected_calibration_error, ood_auroc
-from eelsprint.report.baselines import nearest_fingerprint
+from eelsprint.inference.metrics import expected_calibration_error, ood_auroc
+from eelsprint.inference.recalibrate import latent_moments, scaled_proba
+from eelsprint.report.scoring import entropy
 from tests.conftest import QUICK
 from tests.test_cli import run_cli
 
-
-@pytest.fixture(scope="module")
-def held_out() -> SimulatedSeries:
-    """A fresh series (other seed: other maps and noise) from the same experiment."""
-    return simulate_series(n_frames=3, seed=11)
+from .quality import QUICK_HELD_OUT, check_classifier
 
 
 @pytest.fixture(scope="module")
@@ -30,21 +27,26 @@ def result(fitted: FingerprintClassifier, held_out: SimulatedSeries):
     return fitted.classify(held_out.spectra)
 
 
-def test_beats_nearest_fingerprint_and_is_calibrated(result, held_out: SimulatedSeries) -> None:
-    proba = result["proba"].values.reshape(-1, 4)
-    y = held_out.labels.reshape(-1)
-    keep = y >= 0
-    baseline = nearest_fingerprint(held_out.spectra.flat(), held_out.library)
-    acc_baseline = float((baseline[keep] == y[keep]).mean())
-    acc = accuracy(proba, y)
-    assert acc > acc_baseline, (acc, acc_baseline)
-    assert acc > 0.9
-    assert expected_calibration_error(proba, y) < 0.05
+def test_beats_the_baselines_and_is_calibrated(
+    fitted: FingerprintClassifier, held_out: SimulatedSeries
+) -> None:
+    """Accuracy, ECE and NLL against the majority class, nearest fingerprint and PCA + nearest
+    fingerprint on the same held-out pixels (bounds and measured values: ``quality.QUICK_HELD_OUT``)."""
+    check_classifier(fitted, held_out, QUICK_HELD_OUT)
 
 
-def test_out_of_library_pixels_get_higher_epistemic_uncertainty(result, held_out: SimulatedSeries) -> None:
-    auroc = ood_auroc(result["epistemic"].values.reshape(-1), held_out.labels.reshape(-1))
-    assert auroc > 0.85
+def test_out_of_library_pixels_get_higher_epistemic_uncertainty(
+    fitted: FingerprintClassifier, result, held_out: SimulatedSeries
+) -> None:
+    """The epistemic term against the entropy of the plain softmax at the latent mean (the ablation
+    without any variance) on the same pixels."""
+    x, y = held_out.spectra.flat(), held_out.labels.reshape(-1)
+    auroc = ood_auroc(result["epistemic"].values.reshape(-1), y)
+    mean, var = latent_moments(fitted, x, encoder_variance=False)
+    plugin = ood_auroc(entropy(scaled_proba(mean, 0 * var)), y)
+    # shipped model, seeds 4-7: epistemic 0.997-0.9997 vs plugin entropy 0.958-0.977 (test_shipped_model)
+    assert auroc > plugin, (auroc, plugin)
+    assert auroc > 0.93, auroc  # measured: 0.96-0.98 for this test (issue 13)
 
 
 def test_result_layout(result, fitted: FingerprintClassifier) -> None:

@@ -7,10 +7,13 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import torch
 
 from eelsprint import FingerprintClassifier
+from eelsprint.data.simulate import simulate_series
+from eelsprint.report.baselines import nearest_fingerprint
 
 EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
 
@@ -48,14 +51,19 @@ def test_seed_study_smoke(tmp_path: Path) -> None:
         ["--seeds", "0", "1", "--frames", "1", "--epochs", "1", "--json", str(out)]
     )
     assert set(result["per_seed"]) == {0, 1}
-    mean, sd = result["mean_sd"]["accuracy"]
-    assert 0.0 <= mean <= 1.0 and sd >= 0.0
-    assert json.loads(out.read_text())["test_series_seed"] == 11
+    for key, (mean, sd) in result["mean_sd"].items():  # the summary is of the per-seed rows
+        values = [result["per_seed"][seed][key] for seed in (0, 1)]
+        assert mean == pytest.approx(np.mean(values)) and sd == pytest.approx(np.std(values)), key
+    saved = json.loads(out.read_text())
+    assert saved["test_series_seed"] == 11 and saved["mean_sd"] == json.loads(json.dumps(result["mean_sd"]))
+    # the nearest-fingerprint baseline is recomputed independently on the same held-out series
+    test = simulate_series(n_frames=1, seed=11)
+    y = test.labels.reshape(-1)
+    nearest = nearest_fingerprint(test.spectra.flat(), test.library)
+    assert saved["nearest_fingerprint_accuracy"] == pytest.approx((nearest[y >= 0] == y[y >= 0]).mean())
 
 
 def test_auroc_is_nan_when_undefined() -> None:
-    import numpy as np
-
     from eelsprint.inference.metrics import error_auroc, ood_auroc
 
     assert np.isnan(ood_auroc(np.array([0.1, 0.2]), np.array([0, 1])))

@@ -19,6 +19,7 @@ from eelsprint.inference.runtime import physical_cores, run_chunks, torch_thread
 from eelsprint.inference.uncertainty import Prediction
 from eelsprint.models.head import DTYPES, OUTPUTS, RealtimeModel, UncertaintyHead, with_precision
 from eelsprint.models.vae import ConvEncoder
+from eelsprint.report.baselines import nearest_fingerprint, one_hot
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +52,23 @@ def test_head_agrees_with_its_gp_teacher(both: dict, series: SimulatedSeries) ->
 
 
 def test_head_calibration_costs_at_most_one_hundredth_of_ece(both: dict, series: SimulatedSeries) -> None:
+    """The head's ECE against its GP teacher's and against the one-hot nearest fingerprint's."""
     labels = series.labels.reshape(-1)
     ece = {k: expected_calibration_error(ds["proba"].values.reshape(-1, 4), labels) for k, ds in both.items()}
-    assert ece["head"] <= ece["gp"] + 0.01
-    assert ece["head"] < 0.06
+    nearest = one_hot(nearest_fingerprint(series.spectra.flat(), series.library), 4)
+    ece["nearest_fingerprint"] = expected_calibration_error(nearest, labels)
+    assert ece["head"] <= ece["gp"] + 0.01, ece
+    # nearest fingerprint: 0.036 on this series (issue 13); the head's value was not recorded there
+    assert ece["head"] < ece["nearest_fingerprint"], ece
+    assert ece["head"] < 0.036, ece  # measured: nearest fingerprint 0.036 (issue 13)
 
 
 def test_head_flags_out_of_library_pixels(both: dict, series: SimulatedSeries) -> None:
+    """The head's epistemic term ranks out-of-library pixels about as well as its teacher's."""
     labels = series.labels.reshape(-1)
-    assert ood_auroc(both["head"]["epistemic"].values.reshape(-1), labels) > 0.8
+    auroc = {k: ood_auroc(ds["epistemic"].values.reshape(-1), labels) for k, ds in both.items()}
+    assert auroc["head"] > auroc["gp"] - 0.02, auroc
+    assert auroc["head"] > 0.93, auroc  # measured: 0.96-0.98 for the OOD tests (issue 13)
 
 
 def test_head_outputs_are_consistent(both: dict) -> None:

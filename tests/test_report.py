@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -42,11 +43,17 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
+def fresh3() -> SimulatedSeries:
+    """Three fresh frames (seed 4) for the shipped model."""
+    return simulate_series(n_frames=3, seed=4)
+
+
+@pytest.fixture(scope="module")
 def written(
-    fitted: FingerprintClassifier, series: SimulatedSeries, tmp_path_factory: pytest.TempPathFactory
+    shipped: FingerprintClassifier, fresh3: SimulatedSeries, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A report with ground truth on the 3-frame series, written to a folder."""
-    report = build_report(fitted, [series.spectra], ["series"], series.labels, config=SMALL)
+    """A report with ground truth of the shipped model on 3 fresh frames, written to a folder."""
+    report = build_report(shipped, [fresh3.spectra], ["series"], fresh3.labels, config=SMALL)
     out = tmp_path_factory.mktemp("report")
     write_report(report, out)
     return out
@@ -125,16 +132,28 @@ def test_metrics_json_has_every_key(metrics: dict[str, Any]) -> None:
 
 
 def test_metrics_numbers_mean_something(metrics: dict[str, Any]) -> None:
-    """Quick test model on its own series: accuracy about 0.97, OOD AUROC (epistemic) about 0.88."""
-    assert metrics["accuracy"] > 0.93 and metrics["macro_f1"] > 0.9
-    assert metrics["ood_auroc"] > 0.75 and metrics["error_auroc"] > 0.8
+    """The shipped model on 3 fresh frames, against the report's own baselines and ablations."""
+    baselines, ablations = metrics["baselines"], metrics["ablations"]
+    simple = ("nearest_fingerprint", "pca_nearest_fingerprint", "peak_ratio")
+    # measured (seed 4): accuracy 0.9771 vs 0.9626 (nearest fingerprint, PCA + nearest) and 0.9735
+    # (pca_gp); NLL 0.067 vs 1.03 and 0.310 (pca_gp); ECE (10 equal-mass bins) 0.0100 vs 0.0374
+    assert metrics["accuracy"] > max(baselines[n]["accuracy"] for n in simple) + 0.005
+    assert metrics["accuracy"] > baselines["pca_gp"]["accuracy"]
+    assert metrics["nll"] < 0.2 * min(baselines[n]["nll"] for n in simple)
+    assert metrics["nll"] < 0.5 * baselines["pca_gp"]["nll"]
+    assert metrics["ece"] < 0.5 * min(baselines[n]["ece"] for n in simple)
+    assert metrics["ece"] < 0.02  # measured: 0.0100 (seed 4)
+    # epistemic vs the entropy of the plain softmax at the latent mean; measured: 0.9982 vs 0.9647
+    assert metrics["ood_auroc"] > ablations["plugin_softmax"]["ood_auroc"] + 0.01
+    assert metrics["ood_auroc"] > 0.99  # measured: 0.9982 (seed 4)
+    assert metrics["error_auroc"] > 0.91  # measured: 0.957 (seed 4); card 0.950 +- 0.013; one-hot: 0.5
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.shape == (5, 4) and matrix.sum() == metrics["n_pixels"]
     assert np.trace(matrix[:4]) / matrix[:4].sum() == pytest.approx(metrics["accuracy"])
     assert set(metrics["error_auroc_by_term"]) >= {"entropy", "aleatoric", "epistemic", "var_from_encoder"}
     assert metrics["selective_area"] >= metrics["accuracy"]  # rejecting uncertain pixels first helps
     # one-hot baselines pay the clipped NLL for every error
-    nearest = metrics["baselines"]["nearest_fingerprint"]
+    nearest = baselines["nearest_fingerprint"]
     assert nearest["nll"] == pytest.approx((1 - nearest["accuracy"]) * -math.log(1e-12), rel=1e-6)
     assert nearest["error_auroc"] == pytest.approx(0.5)  # constant entropy ranks nothing
 
@@ -146,13 +165,57 @@ def test_temperature_scaling_is_reported(metrics: dict[str, Any]) -> None:
     assert rec["temperature"] > 0
 
 
-def test_class_fractions_have_credible_intervals(metrics: dict[str, Any]) -> None:
+def _fraction_errors(metrics: dict[str, Any], series: SimulatedSeries) -> tuple[np.ndarray, np.ndarray]:
+    """Per (frame, class): is the true fraction inside the interval, and |interval mean - truth|."""
+    truth = series.labels.reshape(len(metrics["class_fractions"]), -1)
+    covered, errors = [], []
+    for i, fractions in enumerate(metrics["class_fractions"].values()):
+        for k, f in enumerate(fractions.values()):
+            true = float((truth[i] == k).mean())  # share of the frame's pixels
+            covered.append(f["low"] <= true <= f["high"])
+            errors.append(abs(f["mean"] - true))
+    return np.array(covered), np.array(errors)
+
+
+def test_class_fractions_have_credible_intervals(metrics: dict[str, Any], fresh3: SimulatedSeries) -> None:
+    """The intervals' means against the simulator's known fractions (share of each frame's pixels).
+
+    measured (seed 4, 3 frames x 4 classes): mean |error| 0.015, max 0.032.
+    """
     assert metrics["hdi_prob"] == pytest.approx(0.94)
     for frame, fractions in metrics["class_fractions"].items():
         assert sum(f["mean"] for f in fractions.values()) == pytest.approx(1.0, abs=1e-9), frame
         for f in fractions.values():
             assert 0.0 <= f["low"] <= f["mean"] + 1e-9 and f["mean"] - 1e-9 <= f["high"] <= 1.0
+    _, errors = _fraction_errors(metrics, fresh3)
+    assert errors.mean() < 0.03 and errors.max() < 0.05, errors
     assert all(0.0 <= s <= 1.0 for s in metrics["share_above_threshold"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the 94 % intervals cover the true fractions in 2 of 12 cases (measured, seed 4): they hold "
+    "the per-pixel label uncertainty only, not the classifier's systematic errors (README)",
+)
+def test_class_fraction_intervals_cover_the_true_fractions(
+    metrics: dict[str, Any], fresh3: SimulatedSeries
+) -> None:
+    """Coverage of the simulator's true fractions by the 94 % intervals: at least 80 % would be honest
+    (12 intervals). measured: 0.167 (seed 4). Known gap; strict xfail so that a fix is noticed."""
+    covered, _ = _fraction_errors(metrics, fresh3)
+    assert covered.mean() >= 0.8, covered
+
+
+def test_silhouette_pca_separates_as_well_as_the_vae(metrics: dict[str, Any]) -> None:
+    """The paper's Fig. 7b claim (VAE latents separate the classes better than PCA) does not carry
+    over to the simulator: PCA's silhouette is higher in every frame (README says so).
+
+    measured (seed 4): VAE 0.524 / 0.324 / 0.335, PCA 0.541 / 0.361 / 0.430.
+    """
+    vae, pca = np.array(metrics["silhouette_vae"]), np.array(metrics["silhouette_pca"])
+    assert vae.shape == pca.shape == (3,)
+    assert (pca > vae).all(), (vae, pca)
+    assert (vae > 0.25).all(), vae  # the VAE's latents still separate the classes (measured >= 0.324)
 
 
 # -- report.html and posterior.nc --------------------------------------------------------------
@@ -177,14 +240,16 @@ def test_every_embedded_image_decodes(written: Path) -> None:
         assert f">{section}</h2>" in html
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="needs headless chromium (apt-get install chromium)"
-)
 def test_report_renders_in_a_headless_browser(written: Path, tmp_path: Path) -> None:
     """Chromium screenshot of the top of the page: not blank, and the colour figures are drawn.
 
-    Seen: 13 % of the pixels not white, 6 % saturated (class maps, curves).
+    Skipped without ``chromium`` on the PATH, except in CI (``.ci/run`` installs it and sets
+    ``EELSPRINT_REQUIRE_BROWSER=1``, so a missing browser fails there).
     """
+    if shutil.which("chromium") is None:
+        if os.environ.get("EELSPRINT_REQUIRE_BROWSER"):
+            pytest.fail("EELSPRINT_REQUIRE_BROWSER is set but chromium is not on the PATH")
+        pytest.skip("needs headless chromium (apt-get install chromium)")
     shot = tmp_path / "shot.png"
     command = [
         "chromium",
@@ -201,8 +266,8 @@ def test_report_renders_in_a_headless_browser(written: Path, tmp_path: Path) -> 
     grey = np.asarray(Image.open(shot).convert("L"), dtype=float)
     saturation = np.asarray(Image.open(shot).convert("HSV"), dtype=float)[..., 1]
     assert grey.shape == (4000, 1200)
-    assert (grey < 250).mean() > 0.06
-    assert (saturation > 80).mean() > 0.03
+    assert (grey < 250).mean() > 0.10  # measured: 0.128 (shipped model, seed 4)
+    assert (saturation > 80).mean() > 0.05  # measured: 0.064
 
 
 def test_report_table_lists_every_method(written: Path, metrics: dict[str, Any]) -> None:
@@ -211,10 +276,10 @@ def test_report_table_lists_every_method(written: Path, metrics: dict[str, Any])
         assert f"<td>{name}" in html or f"<td>eelsprint: {name}" in html, name
 
 
-def test_posterior_draws_are_inference_data(written: Path, series: SimulatedSeries) -> None:
+def test_posterior_draws_are_inference_data(written: Path, fresh3: SimulatedSeries) -> None:
     idata = az.from_netcdf(written / "posterior.nc", engine="h5netcdf")
     proba = idata["posterior_predictive"]["proba"]
-    assert proba.shape == (1, SMALL.n_draws, series.labels.size, 4)
+    assert proba.shape == (1, SMALL.n_draws, fresh3.labels.size, 4)
     np.testing.assert_allclose(proba.sum("class").values, 1.0, atol=1e-5)
     fraction = idata["posterior_predictive"]["fraction"]
     assert fraction.sizes["frame"] == 3
@@ -383,8 +448,15 @@ def test_model_card_metrics_script(
     result = _load_script("model_card_metrics").main(args)
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     assert result["seeds"] == [1, 2] and len(result["per_seed"]) == 2
-    row = result["summary"]["eelsprint"]
-    assert 0.5 < row["accuracy"]["mean"] <= 1.0 and row["accuracy"]["sd"] is not None
+    for name, row in result["summary"].items():  # the summary is of the per-seed rows
+        for key in ("accuracy", "nll", "ece"):
+            values = [s[name][key] for s in result["per_seed"]]
+            assert row[key]["mean"] == pytest.approx(np.mean(values)), (name, key)
+            assert row[key]["sd"] == pytest.approx(np.std(values, ddof=1)), (name, key)
+    # 80 pixels only: the one-hot peak-ratio baseline pays 27.6 nats per error; measured on the full
+    # card (6 frames): 0.077 vs 10.7 (evaluation/results/model_card_metrics.json)
+    eelsprint, peak_ratio = result["summary"]["eelsprint"], result["summary"]["peak_ratio"]
+    assert eelsprint["nll"]["mean"] < 0.2 * peak_ratio["nll"]["mean"]
     assert set(result["summary"]) == {
         "eelsprint",
         "eelsprint_no_encoder_variance",

@@ -11,7 +11,7 @@ from eelsprint.classify import FingerprintClassifier
 from eelsprint.config import Config
 from eelsprint.data.atomic import atomic_write, write_json
 from eelsprint.data.io import write_dataset
-from eelsprint.data.simulate import simulate_series
+from eelsprint.data.simulate import SimulatedSeries, simulate_series
 from eelsprint.inference.metrics import (
     accuracy,
     brier_score,
@@ -40,6 +40,28 @@ def score(ds: Any, labels: np.ndarray) -> dict[str, float]:
         "ood_auroc_score": ood_auroc(ds["ood_score"].values.reshape(-1), y),
         "error_auroc_entropy": error_auroc(total, proba, y),
     }
+
+
+def summarise(clf: FingerprintClassifier, series: SimulatedSeries, ds: Any) -> dict[str, Any]:
+    """The demo's summary (``summary.json``) of a fitted classifier's result ``ds`` on ``series``."""
+    n_frames = series.labels.shape[0]
+    labels = series.labels.reshape(-1)
+    keep = labels >= 0
+    baseline = nearest_fingerprint(series.spectra.flat(), series.library)
+    summary = {
+        "pixels": int(labels.size),
+        "frames": n_frames,
+        "out_of_library_pixels": int((~keep).sum()),
+        "eelsprint": score(ds, series.labels),
+        "nearest_fingerprint": {"accuracy": float((baseline[keep] == labels[keep]).mean())},
+        "latent": {k: clf.diagnostics_[k] for k in ("kl_total", "active_dims")},
+        "library_check": clf.diagnostics_.get("library_check"),
+        "class_fractions_per_frame": {
+            str(c): [round(float(v), 3) for v in (ds["label"].values == i).reshape(n_frames, -1).mean(-1)]
+            for i, c in enumerate(clf.classes_)
+        },
+    }
+    return summary
 
 
 def run_demo(
@@ -86,22 +108,7 @@ def run_demo(
         with atomic_write(out / name) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
-    labels = series.labels.reshape(-1)
-    keep = labels >= 0
-    baseline = nearest_fingerprint(series.spectra.flat(), series.library)
-    summary = {
-        "pixels": int(labels.size),
-        "frames": n_frames,
-        "out_of_library_pixels": int((~keep).sum()),
-        "eelsprint": score(ds, series.labels),
-        "nearest_fingerprint": {"accuracy": float((baseline[keep] == labels[keep]).mean())},
-        "latent": {k: clf.diagnostics_[k] for k in ("kl_total", "active_dims")},
-        "library_check": clf.diagnostics_["library_check"],
-        "class_fractions_per_frame": {
-            str(c): [round(float(v), 3) for v in (ds["label"].values == i).reshape(n_frames, -1).mean(-1)]
-            for i, c in enumerate(clf.classes_)
-        },
-    }
+    summary = summarise(clf, series, ds)
     write_json(out / "summary.json", summary)
     return summary
 
