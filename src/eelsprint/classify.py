@@ -20,16 +20,27 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from eelsprint.config import Config
+from eelsprint.data import checks
 from eelsprint.data.augment import augment_library
 from eelsprint.data.io import as_spectra
 from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess, resample
 from eelsprint.data.spectra import Library, Spectra
-from eelsprint.data.store import load_model_dir, save_model_dir
-from eelsprint.exceptions import InputDataError, NotFittedError
+from eelsprint.data.store import check_tensors, load_model_dir, save_model_dir
+from eelsprint.exceptions import (
+    ConfigError,
+    EelsprintError,
+    InputDataError,
+    ModelFileError,
+    NotFittedError,
+    first_line,
+)
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import Precision, RealtimeModel, with_precision
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
+
+#: Integration modes of :meth:`FingerprintClassifier.predict_proba`.
+MODES = ("fast", "exact", "head")
 
 
 class FingerprintClassifier:
@@ -90,12 +101,18 @@ class FingerprintClassifier:
         cfg = self.config or Config()
         torch.manual_seed(cfg.train.seed)
         rng = np.random.default_rng(cfg.train.seed)
-        spectra = preprocess(as_spectra(X, energy), cfg.preprocess)
+        raw_input = as_spectra(X, energy)
+        checks.check_float32(raw_input.flat(), raw_input.nav_shape, raw_input.source)
+        checks.check_float32(library.spectra, (len(library.spectra),), library.source)
+        spectra = preprocess(raw_input, cfg.preprocess)
         lib = library_on_axis(library, spectra.energy, cfg.preprocess)
+        checks.check_distinct_classes(lib)
         spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
         x = spectra.flat()
         if len(x) < 2:
             raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
+        checks.check_not_constant(x, spectra.source)
+        checks.check_float32(x, spectra.nav_shape, spectra.source)
         target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
         augmented = augment_library(lib, cfg.nuisance, rng)
         scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
@@ -163,6 +180,9 @@ class FingerprintClassifier:
         else:
             spectra = preprocess(as_spectra(X, energy), self.config_.preprocess)
             spectra = resample(spectra, self.energy_)
+        if spectra.data.size == 0:
+            raise InputDataError(f"{spectra.source}: holds no spectra (navigation shape {spectra.nav_shape})")
+        checks.check_float32(spectra.flat(), spectra.nav_shape, spectra.source)
         return spectra.flat(), spectra.nav_shape, spectra.source
 
     def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -180,6 +200,8 @@ class FingerprintClassifier:
     def _predict_chunks(self, x: np.ndarray, mode: str | None) -> tuple[Prediction, np.ndarray, np.ndarray]:
         inf = self.config_.inference
         mode = mode or inf.mode
+        if mode not in MODES:
+            raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if mode == "head":
             from eelsprint.inference.runtime import predict_head
 
@@ -203,8 +225,10 @@ class FingerprintClassifier:
 
     def predict_proba(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
         """Class probabilities integrated over the encoder's latent and the GP, shape (..., n_classes)."""
-        x, nav, _ = self._model_input(X, energy)
-        return self._predict_chunks(x, mode)[0].proba.numpy().reshape(*nav, -1)
+        x, nav, source = self._model_input(X, energy)
+        proba = self._predict_chunks(x, mode)[0].proba.numpy()
+        checks.check_finite_result(proba, nav, source)
+        return proba.reshape(*nav, -1)
 
     def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
         """Most probable library label per spectrum, shape (...)."""
@@ -217,6 +241,7 @@ class FingerprintClassifier:
 
         x, nav, source = self._model_input(X, energy)
         pred, mu, var = self._predict_chunks(x, mode)
+        checks.check_finite_result(pred.proba.numpy(), nav, source)
         return to_dataset(
             pred, mu, var, nav, self.classes_, source=source, mode=mode or self.config_.inference.mode
         )
@@ -313,37 +338,63 @@ class FingerprintClassifier:
 
     @classmethod
     def load(cls, path: str | Path, progress: bool = True) -> FingerprintClassifier:
-        """Load a model directory written by :meth:`save` (checksums verified, no code executed)."""
-        tensors, meta = load_model_dir(path)
+        """Load a model directory written by :meth:`save` (checksums, names and shapes verified)."""
+        kinds = {"config": dict, "classes": list, "energy": list, "library_labels": list, "diagnostics": dict}
+        tensors, meta = load_model_dir(path, kinds)
+        try:
+            return cls._from_stored(tensors, meta, path, progress)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            if isinstance(err, EelsprintError):
+                raise
+            raise ModelFileError(
+                f"{path}: model.json disagrees with the weights ({first_line(err)})"
+            ) from None
+
+    @classmethod
+    def _from_stored(
+        cls, tensors: dict[str, torch.Tensor], meta: dict[str, Any], path: str | Path, progress: bool
+    ) -> FingerprintClassifier:
+        from eelsprint.models.head import UncertaintyHead
+
         cfg = Config.from_dict(meta["config"], source=str(path))
-        energy = np.asarray(meta["energy"], dtype=float)
         self = cls(config=cfg, progress=progress)
         self.config_ = cfg
-        self.vae_ = SpectrumVAE(len(energy), cfg.model)
-        self.raw_encoder_ = ConvEncoder(len(energy), cfg.model)
-        self.vae_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
-        raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
-        raw.setdefault("scale_factor", torch.ones(cfg.model.latent_dim))  # eelsprint 0.1: uncalibrated
-        self.raw_encoder_.load_state_dict(raw)
-        self.vae_.eval()
-        self.raw_encoder_.eval()
-        cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}
-        self.gp_ = GPPosterior(**cache)
-        head = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
-        self.head_ = None
-        if head:
-            from eelsprint.models.head import UncertaintyHead
-
-            self.head_ = UncertaintyHead(cfg.model.latent_dim, len(meta["classes"]), cfg.head.hidden)
-            self.head_.load_state_dict(head)
-            self.head_.eval()
+        energy = np.asarray(meta["energy"], dtype=float)
+        c, m, d = len(meta["classes"]), cfg.model.n_inducing, cfg.model.latent_dim
+        self.vae_, self.raw_encoder_ = (
+            SpectrumVAE(len(energy), cfg.model),
+            ConvEncoder(len(energy), cfg.model),
+        )
+        head_ = UncertaintyHead(d, c, cfg.head.hidden)
+        parts: dict[str, nn.Module] = {"vae": self.vae_, "raw": self.raw_encoder_, "head": head_}
+        expected = {
+            f"{p}.{k}": tuple(v.shape) for p, mod in parts.items() for k, v in mod.state_dict().items()
+        }
+        gp = {
+            "inducing": (c, m, d),
+            "lengthscale": (c, d),
+            "outputscale": (c,),
+            "constant": (c,),
+            "alpha": (c, m),
+        }
+        expected |= {f"gp_cache.{k}": v for k, v in (gp | {"cross": (c, m, m)}).items()}
+        expected["library.spectra"] = (len(meta["library_labels"]), len(energy))
+        check_tensors(path, tensors, expected, optional=("head.", "raw.scale_factor"))
+        stored = {
+            p: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{p}.")} for p in parts
+        }
+        stored["raw"].setdefault("scale_factor", torch.ones(d))  # eelsprint 0.1: uncalibrated
+        self.head_ = head_ if stored["head"] else None
+        for name, module in parts.items():
+            if stored[name]:
+                module.load_state_dict(stored[name])
+                module.eval()
+        self.gp_ = GPPosterior(
+            **{k.removeprefix("gp_cache."): tensors[k] for k in expected if k[:3] == "gp_"}
+        )
         self.classes_ = np.array(meta["classes"])
         self.energy_ = energy
-        self.library_ = Library(
-            tensors["library.spectra"].double().numpy(),
-            energy,
-            np.array(meta["library_labels"]),
-            meta["library_source"],
-        )
-        self.diagnostics_ = meta["diagnostics"]
+        labels, source = np.array(meta["library_labels"]), str(meta.get("library_source", path))
+        self.library_ = Library(tensors["library.spectra"].double().numpy(), energy, labels, source)
+        self.diagnostics_ = dict(meta["diagnostics"])
         return self

@@ -7,16 +7,17 @@ exit with status 1; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
+import click
 import typer
 
 from eelsprint.config import Config
-from eelsprint.exceptions import EelsprintError
+from eelsprint.exceptions import ConfigError, EelsprintError, first_line
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +28,9 @@ app = typer.Typer(
 
 DataArg = Annotated[list[Path], typer.Argument(help="Spectrum files (.hspy, .dm3, .dm4, .msa, .npz).")]
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory written by `eelsprint fit`.")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output even if eelsprint did not write it.")
+]
 
 
 @app.callback()
@@ -66,19 +70,22 @@ def fit(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the VAE and the raw encoder.")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    window: Annotated[
+        str | None, typer.Option(help="LO,HI (eV): crop every DATA file to this range (all must cover it).")
+    ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the VAE, the raw encoder (unsupervised) and the GP classifier on DATA against LIBRARY."""
     from eelsprint.classify import FingerprintClassifier
+    from eelsprint.data.checks import join_inputs
     from eelsprint.data.io import read_library, read_spectra
-    from eelsprint.data.preprocess import resample
-    from eelsprint.data.spectra import Spectra
+    from eelsprint.data.outputs import check_output
 
+    inputs = [*data, library, *([config] if config else [])]
+    check_output(out, "model", overwrite=overwrite, inputs=inputs)
     cfg = _with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
     lib = read_library(library)
-    parts = [read_spectra(path) for path in data]
-    first = parts[0]
-    flat = [resample(p, first.energy).flat() if i else p.flat() for i, p in enumerate(parts)]
-    spectra = Spectra(np.concatenate(flat), first.energy, ", ".join(str(p) for p in data))
+    spectra = join_inputs([read_spectra(path) for path in data], _window(window))
     start = time.perf_counter()
     clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
     clf.save(out)
@@ -99,11 +106,15 @@ def classify(
         str | None,
         typer.Option(help="'fast' (default), 'exact' (Monte Carlo) or 'head' (distilled, real-time)."),
     ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify every DATA file with MODEL; one NetCDF result per input."""
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.io import read_spectra, write_dataset
+    from eelsprint.data.outputs import check_folder_output, check_stems
 
+    check_stems(data)
+    check_folder_output(out, [f"{path.stem}.nc" for path in data], overwrite=overwrite)
     clf = FingerprintClassifier.load(model)
     for path in data:
         start = time.perf_counter()
@@ -132,10 +143,13 @@ def report(
     draws: Annotated[int, typer.Option(help="Posterior draws per pixel.")] = 100,
     baselines: Annotated[bool, typer.Option(help="Score the baselines too.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the report's random choices.")] = 0,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure MODEL on DATA (against TRUTH if given): report.html, metrics.json, posterior.nc."""
+    from eelsprint.data.outputs import REPORT_FILES, check_folder_output
     from eelsprint.report.build import ReportConfig, run_report
 
+    check_folder_output(out, REPORT_FILES, overwrite=overwrite, report=True)
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
     metrics = run_report(data, model, out, truth, frames_axis=frames_axis, config=config)
@@ -155,10 +169,13 @@ def export_(
     aot: Annotated[bool, typer.Option(help="pt2: also compile with AOTInductor.")] = True,
     opt_batch: Annotated[int, typer.Option(help="Batch size TensorRT tunes for.")] = 512,
     max_batch: Annotated[int, typer.Option(help="Largest batch the artefact accepts.")] = 4096,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export MODEL_DIR's real-time graph (encoder + uncertainty head), checked on a probe batch."""
+    from eelsprint.data.outputs import check_output
     from eelsprint.realtime.export import export
 
+    check_output(out, "export", overwrite=overwrite, inputs=[model_dir])
     start = time.perf_counter()
     exported = export(model_dir, fmt, out, precision=precision, aot=aot, batch=(1, opt_batch, max_batch))
     kind = f"{fmt} (AOTInductor)" if exported.meta.get("aoti") else fmt
@@ -241,12 +258,51 @@ def _with_overrides(config: Config, epochs: int | None, seed: int | None) -> Con
     return config.replace(train=train)
 
 
-def main() -> None:
-    """Entry point: run the app, turning eelsprint errors into one line and exit status 1."""
+def _window(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
     try:
-        app()
-    except EelsprintError as err:
-        if "--debug" in sys.argv:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--window {text!r}: expected LO,HI in eV, e.g. 677,737") from None
+    if not lo < hi:
+        raise ConfigError(f"--window {text!r}: LO must be below HI")
+    return lo, hi
+
+
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: one line and exit status 1 for every error a user can cause or meet.
+
+    ``--debug`` shows the traceback instead. SIGTERM is handled like Ctrl-C: temporary
+    files are removed and the command exits with 128 + the signal number.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    debug = "--debug" in sys.argv
+    try:
+        code = app(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        number = _received[-1] if _received else signal.SIGINT
+        name = signal.Signals(number).name
+        typer.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+        sys.exit(128 + number)
+    except click.ClickException as err:  # usage errors: click's own message, exit 2
+        err.show()
+        sys.exit(err.exit_code)
+    except (EelsprintError, OSError) as err:
+        if debug:
             raise
-        typer.echo(f"error: {err}", err=True)
+        if isinstance(err, EelsprintError):
+            message = first_line(err)
+        else:  # an OSError we did not anticipate: still one line naming the file
+            message = f"{err.filename or 'eelsprint'}: {err.strerror or first_line(err)}"
+        typer.echo(f"error: {message}", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
