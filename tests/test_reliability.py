@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,28 +22,18 @@ import pytest
 import safetensors.torch
 import torch
 
-from eelsprint import Config, FingerprintClassifier, cli
+from eelsprint import FingerprintClassifier, cli
 from eelsprint.data import store
 from eelsprint.data.manifest import write_manifest
-from eelsprint.data.simulate import simulate_series
 
-FAST = {"train": {"epochs": 2, "raw_epochs": 2, "gp_iterations": 30}, "nuisance": {"n_augment": 4}}
-FAST_TOML = "[train]\nepochs = 2\nraw_epochs = 2\ngp_iterations = 30\n[nuisance]\nn_augment = 4\n"
+#: A tqdm progress-bar fragment on stderr (training shows them; they are not error lines).
+PROGRESS = re.compile(r"\d+%\|")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny inputs (120 spectra of 240 channels) and a model fitted once on them (~15 s)."""
-    root = tmp_path_factory.mktemp("rel")
-    s = simulate_series(n_frames=1, shape=(10, 12), seed=5)
-    np.savez(root / "scan.npz", x=s.spectra.data[0], energy=s.spectra.energy)
-    lib = s.library
-    np.savez(root / "library.npz", spectra=lib.spectra, energy=lib.energy, labels=lib.labels)
-    (root / "fast.toml").write_text(FAST_TOML)
-    torch.set_num_threads(2)
-    clf = FingerprintClassifier(config=Config.from_dict(FAST), progress=False).fit(s.spectra, lib)
-    clf.save(root / "model")
-    return {"root": root, "scan": root / "scan.npz", "library": root / "library.npz", "model": root / "model"}
+@pytest.fixture
+def env(rel_env: dict[str, Path]) -> dict[str, Path]:
+    """The session's tiny inputs and model (``conftest.rel_env``)."""
+    return rel_env
 
 
 def _snapshot(folder: Path) -> dict[Path, bytes]:
@@ -67,7 +58,7 @@ def run_cli(capfd: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, 
 
 def assert_one_line_error(code: int, err: str, names: str | Path, before: dict[Path, bytes]) -> None:
     """Exit 1, one stderr line ``error: ...`` naming ``names``, no traceback, files untouched."""
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS.search(line)]
     assert code == 1, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert str(names) in lines[0], err
@@ -389,7 +380,8 @@ def test_disk_full_is_one_line_and_leaves_nothing(
     if command == "classify":
         code, _, err = run_cli(capfd, "classify", env["scan"], "--model", env["model"], "--out", disk / "o")
     else:
-        code, _, err = run_cli(capfd, *_fit([env["scan"]], env, disk / "m", "--epochs", "1"))
+        args = _fit([env["scan"]], env, disk / "m")
+        code, _, err = run_cli(capfd, *args[:-1], env["root"] / "tiny.toml")
     assert_one_line_error(code, err, disk, before)
     assert "No space left on device" in err
     assert sorted(p.name for p in disk.rglob("*")) == [
@@ -406,3 +398,24 @@ def test_read_only_output_is_one_line(
     code, _, err = run_cli(capfd, "classify", env["scan"], "--model", env["model"], "--out", disk / "o")
     assert_one_line_error(code, err, disk, {})
     assert "Read-only file system" in err
+
+
+@pytest.mark.slow
+def test_sigterm_is_handled_like_ctrl_c(env: dict[str, Path], tmp_path: Path) -> None:
+    """A real process, terminated while training: one line, exit 128 + 15, nothing left behind."""
+    script = "from eelsprint.cli import main; main()"
+    args = [*_fit([env["scan"]], env, tmp_path / "m"), "--epochs", "500"]
+    environ = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, args)], stderr=subprocess.PIPE, text=True, env=environ
+    )
+    assert proc.stderr is not None
+    seen = ""
+    while "VAE" not in seen and proc.poll() is None:  # training has started
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGTERM)
+    err = seen + proc.stderr.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS.search(line)]
+    assert lines == ["error: interrupted by SIGTERM; nothing half-written was left"], err
+    assert list(tmp_path.iterdir()) == []
