@@ -1,11 +1,8 @@
 """Reading spectra and fingerprint libraries, and writing results safely.
 
-This is the only module that touches HyperSpy / RosettaSciIO. HyperSpy is imported lazily,
-inside the loaders, because its import is slow and prints warnings; those warnings and its
-log messages are silenced while it runs.
-
-Every problem with a user's file raises :class:`~eelsprint.exceptions.InputDataError` with a
-one-line message that starts with the file's name.
+The only module that touches HyperSpy / RosettaSciIO, imported lazily (slow, noisy); their
+warnings and log lines are silenced, an error's message kept. Every problem with a user's file
+raises :class:`~eelsprint.exceptions.InputDataError`, one line starting with the file's name.
 """
 
 from __future__ import annotations
@@ -21,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from eelsprint.data.guard import guarded_read
 from eelsprint.data.netcdf import read_dataset, write_dataset
 from eelsprint.data.spectra import Library, Spectra, _as_float
 from eelsprint.exceptions import InputDataError, first_line
@@ -53,9 +51,7 @@ PathLike = str | os.PathLike[str]
 class _Capture(logging.Handler):
     """Keeps the first ERROR message HyperSpy or RosettaSciIO logs (for eelsprint's own line)."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.first = ""
+    first = ""
 
     def emit(self, record: logging.LogRecord) -> None:
         self.first = self.first or first_line(Exception(record.getMessage()))
@@ -64,7 +60,7 @@ class _Capture(logging.Handler):
 @contextlib.contextmanager
 def _quiet() -> Iterator[_Capture]:
     """Silence warnings and HyperSpy's/RosettaSciIO's log lines while they run; capture errors."""
-    capture = _Capture()
+    capture = _Capture(logging.ERROR)
     loggers = [logging.getLogger(name) for name in ("hyperspy", "rsciio", "exspy")]
     saved = [(lg.handlers, lg.propagate) for lg in loggers]
     previous = logging.root.manager.disable
@@ -81,12 +77,13 @@ def _quiet() -> Iterator[_Capture]:
             logging.disable(previous)
 
 
-def _hyperspy_load(path: Path) -> Any:
+def _hyperspy_load(path: Path | None) -> Any:
+    """``hs.load(path)`` with HyperSpy's output silenced (``None``: only import HyperSpy)."""
     with _quiet() as capture:
         try:
             import hyperspy.api as hs
 
-            loaded = hs.load(path, lazy=False)
+            loaded = hs.load(path, lazy=False) if path is not None else 0
         except Exception as err:  # readers fail in many ways
             reason = first_line(err)
             if capture.first and capture.first not in reason:
@@ -265,6 +262,11 @@ def read_spectra(path: PathLike) -> Spectra:
     if suffix not in HYPERSPY_SUFFIXES:
         supported = ", ".join((".npz", *HYPERSPY_SUFFIXES))
         raise InputDataError(f"{path}: unsupported file type {path.suffix!r}; expected one of {supported}")
+    _hyperspy_load(None)  # imported once, before a fork; the HDF5 library can hang on a corrupt file
+    return guarded_read(_read_hyperspy, path) if suffix in (".hspy", ".hdf5") else _read_hyperspy(path)
+
+
+def _read_hyperspy(path: Path) -> Spectra:
     loaded = _hyperspy_load(path)
     if isinstance(loaded, list):
         if len(loaded) != 1:
