@@ -62,14 +62,12 @@ def _mutate_json(text: str, rng: random.Random) -> str:
         return _mutate(text.encode(), rng).decode("utf-8", "replace")
     obj = json.loads(text)
     node, key = obj, None
-    for _ in range(rng.randint(1, 4)):  # walk down to a random container
-        keys = (
-            list(node) if isinstance(node, dict) else list(range(len(node))) if isinstance(node, list) else []
-        )
+    while True:  # walk down to a random value; ``node[key]`` is replaced
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
         if not keys:
             break
         key = rng.choice(keys)
-        if not isinstance(node[key], dict | list) or rng.random() < 0.3:
+        if not isinstance(node[key], dict | list) or not node[key] or rng.random() < 0.3:
             break
         node = node[key]
     if key is None:

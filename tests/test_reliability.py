@@ -305,13 +305,25 @@ def test_eelsprint_outputs_are_replaced_and_user_choice_honoured(
     for _ in range(2):  # the second run replaces the first run's result: eelsprint wrote it
         code, _, err = run_cli(capfd, "classify", env["scan"], "--model", env["model"], "--out", out)
         assert code == 0, err
-    (tmp_path / "notes.txt").write_text("mine")
+    (out / "scan.nc").write_text("my notes")
     code, _, err = run_cli(
-        capfd, *_fit([env["scan"]], env, tmp_path / "notes.txt", "--epochs", "1", "--overwrite")
+        capfd, "classify", env["scan"], "--model", env["model"], "--out", out, "--overwrite"
     )
     assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["scan.nc"]  # no temporary sibling left
+    assert (out / "scan.nc").read_bytes()[:4] == b"\x89HDF"
+
+
+@pytest.mark.slow
+def test_fit_overwrite_replaces_a_file_atomically(
+    env: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    args = [*_fit([env["scan"]], env, tmp_path / "notes.txt")[:-1], env["root"] / "tiny.toml", "--overwrite"]
+    code, _, err = run_cli(capfd, *args)
+    assert code == 0, err
     assert store.is_model_dir(tmp_path / "notes.txt")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "out"]  # no temporary sibling left
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # no temporary sibling left
 
 
 def test_default_model_and_files_are_world_readable(env: dict[str, Path], tmp_path: Path) -> None:
