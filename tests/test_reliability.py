@@ -427,6 +427,7 @@ def test_sigterm_is_handled_like_ctrl_c(env: dict[str, Path], tmp_path: Path) ->
         seen += proc.stderr.read(1)
     proc.send_signal(signal.SIGTERM)
     err = seen + proc.stderr.read()
+    proc.stderr.close()
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS.search(line)]
     assert lines == ["error: interrupted by SIGTERM; nothing half-written was left"], err

@@ -289,10 +289,7 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        number = _received[-1] if _received else signal.SIGINT
-        name = signal.Signals(number).name
-        typer.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
-        sys.exit(128 + number)
+        code = 130
     except click.ClickException as err:  # usage errors: click's own message, exit 2
         err.show()
         sys.exit(err.exit_code)
@@ -305,4 +302,9 @@ def main() -> None:
             message = f"{err.filename or 'eelsprint'}: {err.strerror or first_line(err)}"
         typer.echo(f"error: {message}", err=True)
         sys.exit(1)
+    if code == 130:  # Typer turns Ctrl-C (and so our SIGTERM) into exit code 130
+        number = _received[-1] if _received else signal.SIGINT
+        name = signal.Signals(number).name
+        typer.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+        sys.exit(128 + number)
     sys.exit(code if isinstance(code, int) else 0)
