@@ -36,6 +36,12 @@ def env(rel_env: dict[str, Path]) -> dict[str, Path]:
     return rel_env
 
 
+def _lines(err: str) -> list[str]:
+    """Stderr lines, progress-bar fragments dropped (an error may follow one on the same line)."""
+    parts = re.split(r"[\r\n]|(?=error: )", err)
+    return [part for part in parts if part.strip() and not PROGRESS.search(part)]
+
+
 def _snapshot(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
 
@@ -58,7 +64,7 @@ def run_cli(capfd: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, 
 
 def assert_one_line_error(code: int, err: str, names: str | Path, before: dict[Path, bytes]) -> None:
     """Exit 1, one stderr line ``error: ...`` naming ``names``, no traceback, files untouched."""
-    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS.search(line)]
+    lines = _lines(err)
     assert code == 1, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert str(names) in lines[0], err
@@ -429,6 +435,6 @@ def test_sigterm_is_handled_like_ctrl_c(env: dict[str, Path], tmp_path: Path) ->
     err = seen + proc.stderr.read()
     proc.stderr.close()
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
-    lines = [line for line in re.split(r"[\r\n]", err) if line.strip() and not PROGRESS.search(line)]
+    lines = _lines(err)
     assert lines == ["error: interrupted by SIGTERM; nothing half-written was left"], err
     assert list(tmp_path.iterdir()) == []
