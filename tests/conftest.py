@@ -93,3 +93,33 @@ def fresh() -> SimulatedSeries:
     """A fresh 6-frame series (seed 4) for the shipped model: not its training series (seed 0) nor the
     model card's (1-3)."""
     return simulate_series(n_frames=6, seed=4)
+
+
+#: A model that trains in seconds (tests of errors and files, not of accuracy).
+RELIABILITY_FAST = {
+    "train": {"epochs": 2, "raw_epochs": 2, "gp_iterations": 30},
+    "nuisance": {"n_augment": 4},
+    "head": {"n_points": 512, "epochs": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def rel_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny inputs (120 spectra of 240 channels), configs, and a model fitted once on them (~15 s).
+
+    Used by ``test_reliability`` and ``test_fuzz``; tests must not change these files.
+    """
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("rel")
+    s = simulate_series(n_frames=1, shape=(10, 12), seed=5)
+    np.savez(root / "scan.npz", x=s.spectra.data[0], energy=s.spectra.energy)
+    lib = s.library
+    np.savez(root / "library.npz", spectra=lib.spectra, energy=lib.energy, labels=lib.labels)
+    (root / "fast.toml").write_text("[train]\nepochs = 2\nraw_epochs = 2\ngp_iterations = 30\n")
+    tiny = "[train]\nepochs = 1\nraw_epochs = 1\ngp_iterations = 3\n[head]\nenabled = false\n"
+    (root / "tiny.toml").write_text(tiny)
+    torch.set_num_threads(2)
+    config = Config.from_dict(RELIABILITY_FAST)
+    FingerprintClassifier(config=config, progress=False).fit(s.spectra, lib).save(root / "model")
+    return {"root": root, "scan": root / "scan.npz", "library": root / "library.npz", "model": root / "model"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,80 @@ def test_manifest_entry_outside_directory_is_refused(model_dir: Path) -> None:
     (model_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match=r"invalid entry '../escape'"):
         store.load_model_dir(model_dir)
+
+
+def _dead_pid() -> int:
+    """A process id that no longer runs (a child that has exited and been reaped)."""
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temporaries_of_dead_processes_are_cleaned_and_half_swap_rolled_back(tmp_path: Path) -> None:
+    path = tmp_path / "model"
+    store.save_model_dir(path, _tensors(), META)
+    pid = _dead_pid()
+    # a killed writer: its temporary folder, and a swap stopped between the two renames
+    (tmp_path / f".model.tmp-{pid}-0badc0de").mkdir()
+    path.rename(tmp_path / f".model.old-{pid}-deadbeef")
+    alive = tmp_path / f".model.tmp-{os.getpid()}-00000000"  # ours: a live process, kept
+    alive.mkdir()
+    store.save_model_dir(tmp_path / "other", _tensors(), META)  # another path: nothing recovered
+    assert not path.exists()
+    store.save_model_dir(path, {"w": torch.ones(1)}, META)  # the next run on the same path
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model", "other", alive.name])
+    assert list(store.load_model_dir(path)[0]) == ["w"]
+
+
+def _save_many(path: str, seed: int) -> int:
+    for i in range(10):
+        store.save_model_dir(path, {"w": torch.full((64,), float(seed * 100 + i))}, META)
+    return seed
+
+
+def test_concurrent_saves_and_loads_never_fail(tmp_path: Path) -> None:
+    import concurrent.futures
+    import multiprocessing
+
+    path = tmp_path / "model"
+    store.save_model_dir(path, {"w": torch.zeros(64)}, META)
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(4, mp_context=context) as pool:
+        jobs = [pool.submit(_save_many, str(path), seed) for seed in range(4)]
+        loads = 0
+        while not all(job.done() for job in jobs):
+            tensors, _ = store.load_model_dir(path)  # a reader alongside never sees a gap
+            assert tensors["w"].shape == (64,)
+            loads += 1
+        assert sorted(job.result() for job in jobs) == [0, 1, 2, 3]
+    assert loads > 0
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no orphaned temporary folders
+
+
+def test_malformed_json_at_any_depth_or_size_is_one_error(model_dir: Path) -> None:
+    for text in ("[" * 100_000, '{"format_version": ' + "9" * 5000 + "}", "\xff\xfe", "null"):
+        (model_dir / "manifest.json").write_text(text, encoding="utf-8", errors="surrogateescape")
+        with pytest.raises(ModelFileError, match="manifest.json is unreadable"):
+            store.load_model_dir(model_dir)
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path) -> None:
+    store.save_model_dir(tmp_path / "m", {"w": torch.tensor([1.0, float("inf")])}, META)
+    with pytest.raises(ModelFileError, match="tensor 'w' holds NaN or inf"):
+        store.load_model_dir(tmp_path / "m")
+
+
+def test_check_tensors_names_the_first_disagreement(tmp_path: Path) -> None:
+    tensors = {"a": torch.zeros(2, 3), "head.b": torch.zeros(1)}
+    store.check_tensors(tmp_path, tensors, {"a": (2, 3), "head.b": (1,)})
+    store.check_tensors(
+        tmp_path, {"a": torch.zeros(2, 3)}, {"a": (2, 3), "head.b": (1,)}, optional=("head.",)
+    )
+    with pytest.raises(ModelFileError, match=r"tensor 'a' has shape \(2, 3\), expected \(3, 2\)"):
+        store.check_tensors(tmp_path, tensors, {"a": (3, 2), "head.b": (1,)})
+    with pytest.raises(ModelFileError, match="missing tensor 'c'"):
+        store.check_tensors(tmp_path, tensors, {"a": (2, 3), "head.b": (1,), "c": (1,)})
+    with pytest.raises(ModelFileError, match="unexpected tensor 'head.b'"):
+        store.check_tensors(tmp_path, tensors, {"a": (2, 3)})

@@ -2,7 +2,6 @@
 
 fit and predict run :mod:`eelsprint.inference.pipeline`: preprocess -> Pyro VAE -> raw
 encoder -> GPyTorch classifier; predict integrates over the encoder's N(mu, var) and f.
-
 The estimator owns its state: only this module sets its ``*_`` attributes.
 """
 
@@ -20,6 +19,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from eelsprint.config import MODES, Config, check_choice
+from eelsprint.data import checks
 from eelsprint.data.io import as_spectra
 from eelsprint.data.preprocess import preprocess, resample
 from eelsprint.data.spectra import Library, Spectra
@@ -180,8 +180,7 @@ class FingerprintClassifier(BaseEstimator):
     def prepare(self, X: Any, energy: np.ndarray | None = None) -> Spectra:
         """``X`` preprocessed as at fit time, on the model's energy axis, navigation shape kept.
 
-        Takes ``X`` and ``energy`` as :meth:`predict_proba` does and raises the same
-        ``NotFittedError`` and ``InputDataError``.
+        Takes ``X`` and ``energy`` as :meth:`predict_proba` does and raises the same errors.
         """
         self._check_fitted()
         if not isinstance(X, Spectra) and energy is None and np.shape(X)[-1:] == self.energy_.shape:
@@ -189,7 +188,7 @@ class FingerprintClassifier(BaseEstimator):
         return resample(preprocess(as_spectra(X, energy), self.config_.preprocess), self.energy_)
 
     def _model_input(self, X: Any, energy: np.ndarray | None) -> tuple[np.ndarray, tuple[int, ...], str]:
-        spectra = self.prepare(X, energy)
+        spectra = checks.check_model_input(self.prepare(X, energy))
         return spectra.flat(), spectra.nav_shape, spectra.source
 
     def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -255,8 +254,10 @@ class FingerprintClassifier(BaseEstimator):
             No energy axis for an array, or data that do not cover the model's axis.
         """
         mode = self._mode(mode)
-        x, nav, _ = self._model_input(X, energy)
-        return self._predict(x, mode)[0].proba.numpy().reshape(*nav, -1)
+        x, nav, source = self._model_input(X, energy)
+        proba = self._predict(x, mode)[0].proba.numpy()
+        checks.check_finite_result(proba, nav, source)
+        return proba.reshape(*nav, -1)
 
     def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
         """Most probable library label per spectrum: ``classes_[argmax(predict_proba(X))]``.
@@ -270,16 +271,14 @@ class FingerprintClassifier(BaseEstimator):
 
         Returns
         -------
-        labels : ndarray of str, shape (...)
-            The navigation shape of ``X``.
+        labels : ndarray of str, shape (...), the navigation shape of ``X``
 
         Raises
         ------
         NotFittedError, ConfigError, InputDataError
             As :meth:`predict_proba`.
         """
-        proba = self.predict_proba(X, energy, mode)
-        return self.classes_[proba.argmax(-1)]
+        return self.classes_[self.predict_proba(X, energy, mode).argmax(-1)]
 
     def classify(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> xr.Dataset:
         """Everything per spectrum as one :class:`xarray.Dataset` on the scan grid.
@@ -308,6 +307,7 @@ class FingerprintClassifier(BaseEstimator):
         mode = self._mode(mode)
         x, nav, source = self._model_input(X, energy)
         pred, mu, var = self._predict(x, mode)
+        checks.check_finite_result(pred.proba.numpy(), nav, source)
         stored, pre = cast("dict[str, float] | None", self.diagnostics_.get("ood")), self.config_.preprocess
         lib, seed = self.library_.spectra, self.config_.train.seed
         ood = pixel_scores(x, pred.epistemic.numpy(), lib, self.energy_, stored, pre.pca_components, seed)
@@ -388,7 +388,7 @@ class FingerprintClassifier(BaseEstimator):
         modified or foreign directory and ``ConfigError`` for an unavailable ``device``.
         """
         target = resolve_device(device)
-        tensors, meta = load_model_dir(path)
+        tensors, meta = load_model_dir(path, pipeline.META_KINDS)
         parts = pipeline.parts_from_tensors(tensors, meta, str(path)).to(target)
         self = cls(config=parts.config, progress=progress, device=device)
         self._set_parts(parts, target)

@@ -7,17 +7,18 @@ exit with status 1; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
+import click
 import typer
 
 from eelsprint.config import Config
-from eelsprint.exceptions import ConfigError, EelsprintError, RepresentationWarning
+from eelsprint.exceptions import ConfigError, EelsprintError, RepresentationWarning, first_line
 
 __all__ = ["app", "main"]
 
@@ -37,6 +38,9 @@ NavShapeOpt = Annotated[
         help="Scan grid of each input in numpy order, e.g. 24,30,19 (frame, y, x) for a flat file "
         "of 13,680 spectra. Default: as stored, or the .npz's `shape` array.",
     ),
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an existing output even if eelsprint did not write it.")
 ]
 
 
@@ -77,19 +81,22 @@ def fit(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs of the VAE and the raw encoder.")] = None,
     seed: Annotated[int | None, typer.Option(help="Training seed.")] = None,
+    window: Annotated[
+        str | None, typer.Option(help="LO,HI (eV): crop every DATA file to this range (all must cover it).")
+    ] = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the VAE, the raw encoder (unsupervised) and the GP classifier on DATA against LIBRARY."""
     from eelsprint.classify import FingerprintClassifier
+    from eelsprint.data.checks import join_inputs
     from eelsprint.data.io import read_library, read_spectra
-    from eelsprint.data.preprocess import resample
-    from eelsprint.data.spectra import Spectra
+    from eelsprint.data.outputs import check_output
 
+    inputs = [*data, library, *([config] if config else [])]
+    check_output(out, "model", overwrite=overwrite, inputs=inputs)
     cfg = _with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
     lib = read_library(library)
-    parts = [read_spectra(path) for path in data]
-    first = parts[0]
-    flat = [resample(p, first.energy).flat() if i else p.flat() for i, p in enumerate(parts)]
-    spectra = Spectra(np.concatenate(flat), first.energy, ", ".join(str(p) for p in data))
+    spectra = join_inputs([read_spectra(path) for path in data], _window(window))
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RepresentationWarning)
@@ -122,12 +129,16 @@ def classify(
         typer.Option(help="'fast' (default), 'exact' (Monte Carlo) or 'head' (distilled, real-time)."),
     ] = None,
     nav_shape: NavShapeOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Classify every DATA file with MODEL; one NetCDF result per input."""
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.io import read_spectra, write_dataset
+    from eelsprint.data.outputs import check_folder_output, check_stems
 
     grid = _nav_shape(nav_shape)
+    check_stems(data)
+    check_folder_output(out, [f"{path.stem}.nc" for path in data], overwrite=overwrite)
     clf = FingerprintClassifier.load(model)
     for path in data:
         start = time.perf_counter()
@@ -157,10 +168,13 @@ def report(
     baselines: Annotated[bool, typer.Option(help="Score the baselines too.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the report's random choices.")] = 0,
     nav_shape: NavShapeOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure MODEL on DATA (against TRUTH if given): report.html, metrics.json, posterior.nc."""
+    from eelsprint.data.outputs import REPORT_FILES, check_folder_output
     from eelsprint.report.build import ReportConfig, run_report
 
+    check_folder_output(out, REPORT_FILES, overwrite=overwrite, report=True)
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
     metrics = run_report(
@@ -182,11 +196,14 @@ def export_(
     aot: Annotated[bool, typer.Option(help="pt2: also compile with AOTInductor.")] = True,
     opt_batch: Annotated[int, typer.Option(help="Batch size TensorRT tunes for.")] = 512,
     max_batch: Annotated[int, typer.Option(help="Largest batch the artefact accepts.")] = 4096,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Export MODEL_DIR's real-time graph (encoder + uncertainty head), checked on a probe batch."""
     from eelsprint.classify import FingerprintClassifier
+    from eelsprint.data.outputs import check_output
     from eelsprint.realtime.export import export
 
+    check_output(out, "export", overwrite=overwrite, inputs=[model_dir])
     start = time.perf_counter()
     clf = FingerprintClassifier.load(model_dir, progress=False)
     exported = export(clf, fmt, out, precision=precision, aot=aot, batch=(1, opt_batch, max_batch))
@@ -292,12 +309,53 @@ def _with_overrides(config: Config, epochs: int | None, seed: int | None) -> Con
     return config.replace(train=train)
 
 
-def main() -> None:
-    """Entry point: run the app, turning eelsprint errors into one line and exit status 1."""
+def _window(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
     try:
-        app()
-    except EelsprintError as err:
-        if "--debug" in sys.argv:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--window {text!r}: expected LO,HI in eV, e.g. 677,737") from None
+    if not lo < hi:
+        raise ConfigError(f"--window {text!r}: LO must be below HI")
+    return lo, hi
+
+
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: one line and exit status 1 for every error a user can cause or meet.
+
+    ``--debug`` shows the traceback instead. SIGTERM is handled like Ctrl-C: temporary
+    files are removed and the command exits with 128 + the signal number.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    debug = "--debug" in sys.argv
+    try:
+        code = app(standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        code = 130
+    except click.ClickException as err:  # usage errors: click's own message, exit 2
+        err.show()
+        sys.exit(err.exit_code)
+    except (EelsprintError, OSError) as err:
+        if debug:
             raise
-        typer.echo(f"error: {err}", err=True)
+        if isinstance(err, EelsprintError):
+            message = first_line(err)
+        else:  # an OSError we did not anticipate: still one line naming the file
+            message = f"{err.filename or 'eelsprint'}: {err.strerror or first_line(err)}"
+        typer.echo(f"error: {message}", err=True)
         sys.exit(1)
+    if code == 130:  # Typer turns Ctrl-C (and so our SIGTERM) into exit code 130
+        number = _received[-1] if _received else signal.SIGINT
+        name = signal.Signals(number).name
+        typer.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
+        sys.exit(128 + number)
+    sys.exit(code if isinstance(code, int) else 0)

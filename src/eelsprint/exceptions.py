@@ -50,6 +50,10 @@ class NotFittedError(EelsprintError, AttributeError):
     """An estimator was used before ``fit``."""
 
 
+class OutputError(EelsprintError, OSError):
+    """An output cannot be written: it would replace what eelsprint did not write, or the write failed."""
+
+
 class ExportError(EelsprintError, RuntimeError):
     """An export format is unavailable here or its outputs do not match the model."""
 

@@ -115,6 +115,8 @@ class Config:
             raise ConfigError(f"{path}: config file not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"{path}: not a valid TOML file ({err})") from None
+        except OSError as err:  # a folder, no permission
+            raise ConfigError(f"{path}: cannot read config file ({err.strerror or err})") from None
         return cls.from_dict(data, source=str(path))
 
     def replace(self, **sections: Any) -> Config:

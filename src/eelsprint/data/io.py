@@ -1,11 +1,8 @@
 """Reading spectra and fingerprint libraries, and writing results safely.
 
-This is the only module that touches HyperSpy / RosettaSciIO. HyperSpy is imported lazily,
-inside the loaders, because its import is slow and prints warnings; those warnings and its
-log messages are silenced while it runs.
-
-Every problem with a user's file raises :class:`~eelsprint.exceptions.InputDataError` with a
-one-line message that starts with the file's name.
+The only module that touches HyperSpy / RosettaSciIO, imported lazily (slow, noisy); their
+warnings and log lines are silenced, an error's message kept. Every problem with a user's file
+raises :class:`~eelsprint.exceptions.InputDataError`, one line starting with the file's name.
 """
 
 from __future__ import annotations
@@ -17,16 +14,14 @@ import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from eelsprint.data.atomic import atomic_write
+from eelsprint.data.guard import guarded_read
+from eelsprint.data.netcdf import read_dataset, write_dataset
 from eelsprint.data.spectra import Library, Spectra, _as_float, library_from_arrays, spectra_from_array
 from eelsprint.exceptions import InputDataError, first_line
-
-if TYPE_CHECKING:
-    import xarray as xr
 
 __all__ = [
     "HYPERSPY_SUFFIXES",
@@ -53,24 +48,51 @@ PathLike = str | os.PathLike[str]
 # --------------------------------------------------------------------------- HyperSpy
 
 
+class _Capture(logging.Handler):
+    """Keeps the first ERROR message HyperSpy or RosettaSciIO logs (for eelsprint's own line)."""
+
+    first = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.first = self.first or first_line(Exception(record.getMessage()))
+
+
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence warnings and log records (WARNING and below) while HyperSpy runs."""
+def _quiet() -> Iterator[_Capture]:
+    """Silence warnings and HyperSpy's/RosettaSciIO's log lines while they run; capture errors."""
+    capture = _Capture(logging.ERROR)
+    loggers = [logging.getLogger(name) for name in ("hyperspy", "rsciio", "exspy")]
+    saved = [(lg.handlers, lg.propagate) for lg in loggers]
     previous = logging.root.manager.disable
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.disable(logging.WARNING)
+        for lg in loggers:
+            lg.handlers, lg.propagate = [capture], False
         try:
-            yield
+            yield capture
         finally:
+            for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
+                lg.handlers, lg.propagate = handlers, propagate
             logging.disable(previous)
 
 
-def _hyperspy_load(path: Path) -> Any:
-    with _quiet():
-        import hyperspy.api as hs
+def _hyperspy_load(path: Path | None) -> Any:
+    """``hs.load(path)`` with HyperSpy's output silenced (``None``: only import HyperSpy)."""
+    with _quiet() as capture:
+        try:
+            import hyperspy.api as hs
 
-        return hs.load(path, lazy=False)
+            loaded = hs.load(path, lazy=False) if path is not None else 0
+        except Exception as err:  # readers fail in many ways
+            reason = first_line(err)
+            if capture.first and capture.first not in reason:
+                reason = f"{reason}: {capture.first}"
+            raise InputDataError(f"{path}: cannot read file ({reason})") from None
+        if loaded is None or (isinstance(loaded, list) and not loaded):
+            reason = capture.first or "no signal found"
+            raise InputDataError(f"{path}: cannot read file ({reason})")
+        return loaded
 
 
 def _signal_to_spectra(signal: Any, source: str) -> Spectra:
@@ -221,7 +243,7 @@ def _read_spectra(path: Path) -> Spectra:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         arrays = _load_npz(path, ("x", "energy"), optional=("shape",))
-        spectra = spectra_from_array(arrays["x"], arrays["energy"], str(path))
+        spectra = _not_empty(spectra_from_array(arrays["x"], arrays["energy"], str(path)))
         if "shape" not in arrays:
             return spectra
         shape = arrays["shape"]
@@ -231,16 +253,24 @@ def _read_spectra(path: Path) -> Spectra:
     if suffix not in HYPERSPY_SUFFIXES:
         supported = ", ".join((".npz", *HYPERSPY_SUFFIXES))
         raise InputDataError(f"{path}: unsupported file type {path.suffix!r}; expected one of {supported}")
-    try:
-        loaded = _hyperspy_load(path)
-    except Exception as err:  # readers fail in many ways
-        raise InputDataError(f"{path}: cannot read file ({first_line(err)})") from None
+    _hyperspy_load(None)  # imported once, before a fork; the HDF5 library can hang on a corrupt file
+    return guarded_read(_read_hyperspy, path) if suffix in (".hspy", ".hdf5") else _read_hyperspy(path)
+
+
+def _read_hyperspy(path: Path) -> Spectra:
+    loaded = _hyperspy_load(path)
     if isinstance(loaded, list):
         if len(loaded) != 1:
             raise InputDataError(f"{path}: file holds {len(loaded)} signals; expected exactly one")
         loaded = loaded[0]
     with _quiet():
-        return _signal_to_spectra(loaded, str(path))
+        return _not_empty(_signal_to_spectra(loaded, str(path)))
+
+
+def _not_empty(spectra: Spectra) -> Spectra:
+    if spectra.data.size == 0:
+        raise InputDataError(f"{spectra.source}: holds no spectra (navigation shape {spectra.nav_shape})")
+    return spectra
 
 
 # --------------------------------------------------------------------------- libraries
@@ -334,47 +364,3 @@ def read_library(path: PathLike) -> Library:
     if suffix == ".csv":
         return _read_library_csv(path)
     raise InputDataError(f"{path}: unsupported library file type {path.suffix!r}; expected .npz or .csv")
-
-
-# --------------------------------------------------------------------------- NetCDF
-
-
-def write_dataset(ds: xr.Dataset, path: PathLike) -> None:
-    """Write an ``xarray.Dataset`` as NetCDF-4 (engine ``h5netcdf``), atomically.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        What to write.
-    path : str or path-like
-        Output file (``.nc``); replaced only once the whole file is written.
-    """
-    with atomic_write(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-
-
-def read_dataset(path: PathLike) -> xr.Dataset:
-    """Read a NetCDF file written by :func:`write_dataset` fully into memory and close it.
-
-    Parameters
-    ----------
-    path : str or path-like
-        The ``.nc`` file.
-
-    Returns
-    -------
-    xarray.Dataset
-
-    Raises
-    ------
-    InputDataError
-        If the file is missing or not readable NetCDF.
-    """
-    import xarray as xr
-
-    path = _existing_file(path)
-    try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.load()
-    except Exception as err:  # readers fail in many ways
-        raise InputDataError(f"{path}: cannot read NetCDF file ({first_line(err)})") from None

@@ -16,10 +16,10 @@ foreign directory.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,15 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from eelsprint.data.atomic import atomic_directory
+from eelsprint.data.atomic import atomic_directory, locked
+from eelsprint.data.manifest import (
+    MANIFEST,
+    read_json_object,
+    read_manifest,
+    sha256_file,
+    verify_files,
+    write_manifest,
+)
 from eelsprint.exceptions import ModelFileError, first_line
 
 __all__ = [
@@ -35,25 +43,18 @@ __all__ = [
     "MANIFEST",
     "META",
     "WEIGHTS",
+    "check_tensors",
     "default_model_path",
+    "is_model_dir",
     "load_model_dir",
     "save_model_dir",
+    "sha256_file",
 ]
 
 #: Version of the on-disk layout; bump it whenever old directories can no longer be read.
 FORMAT_VERSION = 1
 WEIGHTS = "weights.safetensors"
 META = "model.json"
-MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _storable(name: str, tensor: torch.Tensor) -> torch.Tensor:
@@ -95,37 +96,25 @@ def save_model_dir(
     TypeError, ValueError
         If a tensor is not a real tensor or ``meta`` is not JSON-serialisable
         (checked before anything is written).
-    ModelFileError
-        If the directory cannot be written.
+    OutputError
+        If the directory cannot be written (nothing is left behind).
     """
     path = Path(path)
     stored = {name: _storable(name, tensor) for name, tensor in tensors.items()}
     full_meta = {**meta, "format_version": FORMAT_VERSION, "eelsprint_version": _package_version()}
     meta_text = json.dumps(full_meta, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    try:
-        with atomic_directory(path) as tmp:
-            safetensors.torch.save_file(stored, str(tmp / WEIGHTS))
-            (tmp / META).write_text(meta_text, encoding="utf-8")
-            files = {
-                name: {"sha256": sha256_file(tmp / name), "size": (tmp / name).stat().st_size}
-                for name in (WEIGHTS, META)
-            }
-            manifest = {"format_version": FORMAT_VERSION, "files": files}
-            (tmp / MANIFEST).write_text(
-                json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-            )
-    except OSError as err:
-        raise ModelFileError(f"{path}: cannot write model directory ({first_line(err)})") from None
+    weights = safetensors.torch.save(stored)  # in memory: a full disk fails on our own write
+    with atomic_directory(path) as tmp:
+        # written by Python, not safetensors (which makes 0600 files): the umask decides
+        (tmp / WEIGHTS).write_bytes(weights)
+        (tmp / META).write_text(meta_text, encoding="utf-8")
+        write_manifest(tmp, (WEIGHTS, META))
 
 
-def _read_json(directory: Path, name: str) -> dict[str, Any]:
-    try:
-        data = json.loads((directory / name).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"{directory}: {name} is unreadable ({first_line(err)})") from None
-    if not isinstance(data, dict):
-        raise ModelFileError(f"{directory}: {name} is unreadable (expected a JSON object)")
-    return data
+def is_model_dir(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` is a folder that looks like an eelsprint model directory (not verified)."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink() and all((path / n).is_file() for n in (MANIFEST, META))
 
 
 def _check_format(directory: Path, name: str, data: dict[str, Any]) -> None:
@@ -137,27 +126,17 @@ def _check_format(directory: Path, name: str, data: dict[str, Any]) -> None:
         )
 
 
-def _verify_files(directory: Path, manifest: dict[str, Any]) -> None:
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not {WEIGHTS, META} <= set(files):
-        raise ModelFileError(f"{directory}: {MANIFEST} does not list {WEIGHTS} and {META}; incomplete model")
-    for name, entry in files.items():
-        if not isinstance(entry, dict) or Path(name).name != name or name in ("", ".", ".."):
-            raise ModelFileError(f"{directory}: {MANIFEST} has an invalid entry {name!r}")
-        file = directory / name
-        if not file.is_file():
-            raise ModelFileError(f"{directory}: {name} is missing (listed in {MANIFEST})")
-        if file.stat().st_size != entry.get("size") or sha256_file(file) != entry.get("sha256"):
-            raise ModelFileError(f"{directory}: {name} was modified or truncated (checksum mismatch)")
-
-
-def load_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_model_dir(
+    path: str | os.PathLike[str], required: Mapping[str, type] | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Verify and read a model directory written by :func:`save_model_dir`.
 
     Parameters
     ----------
     path : str or path-like
         The model directory.
+    required : mapping of str to type, optional
+        Keys ``model.json`` must hold, with the JSON type of each (``dict``, ``list``, ``str``).
 
     Returns
     -------
@@ -177,17 +156,26 @@ def load_model_dir(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor
         raise ModelFileError(f"{directory}: model directory not found")
     if not directory.is_dir():
         raise ModelFileError(f"{directory}: is not a model directory")
-    if not (directory / MANIFEST).is_file():
-        raise ModelFileError(f"{directory}: no {MANIFEST}; the model directory is incomplete or half-written")
-    manifest = _read_json(directory, MANIFEST)
-    _check_format(directory, MANIFEST, manifest)
-    _verify_files(directory, manifest)
-    meta = _read_json(directory, META)
+    with locked(directory.absolute().parent, shared=True):  # a writer may be swapping versions
+        manifest = read_manifest(directory, ModelFileError)
+        _check_format(directory, MANIFEST, manifest)
+        verify_files(directory, manifest, (WEIGHTS, META), ModelFileError)
+        meta = read_json_object(directory / META, ModelFileError)
+        try:
+            weights = (directory / WEIGHTS).read_bytes()
+        except OSError as err:
+            raise ModelFileError(f"{directory}: {WEIGHTS} is unreadable ({err.strerror})") from None
     _check_format(directory, META, meta)
+    bad = [key for key, kind in (required or {}).items() if not isinstance(meta.get(key), kind)]
+    if bad:
+        raise ModelFileError(f"{directory}: {META} has no valid {bad[0]!r}")
     try:
-        tensors = safetensors.torch.load_file(str(directory / WEIGHTS), device="cpu")
+        tensors = safetensors.torch.load(weights)
     except Exception as err:  # any failure: unreadable
         raise ModelFileError(f"{directory}: {WEIGHTS} is unreadable ({first_line(err)})") from None
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{directory}: tensor {name!r} holds NaN or inf; the model is unusable")
     return tensors, meta
 
 
@@ -209,3 +197,44 @@ def default_model_path() -> Path:
         if (path / MANIFEST).is_file():
             return path
     raise ModelFileError(f"the shipped default model is missing (looked in the package data and {checkout})")
+
+
+def check_tensors(
+    directory: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    expected: Mapping[str, tuple[int, ...]],
+    optional: tuple[str, ...] = (),
+) -> None:
+    """Check stored tensor names and shapes against what ``model.json`` implies.
+
+    Parameters
+    ----------
+    directory : path
+        The model directory (named in the error).
+    tensors : mapping of str to torch.Tensor
+        As loaded.
+    expected : mapping of str to tuple of int
+        Every required tensor's shape.
+    optional : tuple of str
+        Name prefixes that may be absent as a group (all or none), e.g. ``("head.",)``.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the first missing, extra or wrongly shaped tensor.
+    """
+    present = set(tensors)
+    for prefix in optional:
+        group = {n for n in expected if n.startswith(prefix)}
+        if not group & present:
+            expected = {n: s for n, s in expected.items() if n not in group}
+    missing, extra = sorted(set(expected) - present), sorted(present - set(expected))
+    if missing or extra:
+        what = f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
+        raise ModelFileError(f"{directory}: {WEIGHTS} disagrees with {META}: {what}")
+    for name, shape in expected.items():
+        if tuple(tensors[name].shape) != tuple(shape):
+            raise ModelFileError(
+                f"{directory}: {WEIGHTS} disagrees with {META}: tensor {name!r} has shape "
+                f"{tuple(tensors[name].shape)}, expected {tuple(shape)}"
+            )

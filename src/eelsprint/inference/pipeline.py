@@ -26,9 +26,11 @@ import torch
 from torch import nn
 
 from eelsprint.config import Config
+from eelsprint.data import checks
 from eelsprint.data.preprocess import crop, library_on_axis, pca_denoise, preprocess
 from eelsprint.data.spectra import Library, Spectra
-from eelsprint.exceptions import ConfigError, InputDataError
+from eelsprint.data.store import check_tensors
+from eelsprint.exceptions import ConfigError, EelsprintError, InputDataError, ModelFileError, first_line
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import train_parts
@@ -38,7 +40,15 @@ from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exa
 from eelsprint.models.head import UncertaintyHead
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
 
-__all__ = ["DEVICES", "FittedParts", "fit_parts", "parts_from_tensors", "predict_parts", "resolve_device"]
+__all__ = [
+    "DEVICES",
+    "META_KINDS",
+    "FittedParts",
+    "fit_parts",
+    "parts_from_tensors",
+    "predict_parts",
+    "resolve_device",
+]
 
 #: Values of the estimator's ``device`` parameter.
 DEVICES = ("cpu", "cuda", "auto")
@@ -131,12 +141,17 @@ def fit_parts(
 def _fit(
     spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
 ) -> FittedParts:
+    checks.check_float32(spectra.flat(), spectra.nav_shape, spectra.source)
+    checks.check_float32(library.spectra, (len(library.spectra),), library.source)
     spectra = preprocess(spectra, cfg.preprocess)
     lib = library_on_axis(library, spectra.energy, cfg.preprocess, cfg.library.measured)
+    checks.check_distinct_classes(lib)
     spectra = crop(spectra, (lib.energy[0], lib.energy[-1]))
     x = spectra.flat()
     if len(x) < 2:
         raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
+    checks.check_not_constant(x, spectra.source)
+    checks.check_float32(x, spectra.nav_shape, spectra.source)
     target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
     trained = train_parts(x, target, lib, cfg, device, progress)
     warn_if_inseparable(trained.check, spectra.source)
@@ -150,35 +165,61 @@ def _fit(
     )
 
 
+#: The JSON types of ``model.json``'s required keys (checked at load).
+META_KINDS = {"config": dict, "classes": list, "energy": list, "library_labels": list, "diagnostics": dict}
+
+
 def parts_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> FittedParts:
-    """Rebuild :class:`FittedParts` (on the CPU) from a model directory's contents."""
+    """Rebuild :class:`FittedParts` (on the CPU) from a model directory's contents.
+
+    Tensor names and shapes are checked against what ``model.json`` implies first.
+
+    Raises
+    ------
+    ModelFileError
+        If ``model.json`` and the weights disagree.
+    """
+    try:
+        return _parts_from_tensors(tensors, meta, source)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        if isinstance(err, EelsprintError):
+            raise
+        raise ModelFileError(f"{source}: model.json disagrees with the weights ({first_line(err)})") from None
+
+
+def _parts_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], source: str) -> FittedParts:
     cfg = Config.from_dict(meta["config"], source=source)
     energy = np.asarray(meta["energy"], dtype=float)
-    vae = SpectrumVAE(len(energy), cfg.model)
-    raw_encoder = ConvEncoder(len(energy), cfg.model)
-    vae.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("vae.")})
-    raw = {k[4:]: v for k, v in tensors.items() if k.startswith("raw.")}
-    raw.setdefault("scale_factor", torch.ones(cfg.model.latent_dim))  # eelsprint 0.1: uncalibrated
-    raw_encoder.load_state_dict(raw)
-    vae.eval()
-    raw_encoder.eval()
-    cache = {k.removeprefix("gp_cache."): v for k, v in tensors.items() if k.startswith("gp_cache.")}
-    head_state = {k.removeprefix("head."): v for k, v in tensors.items() if k.startswith("head.")}
-    head = None
-    if head_state:
-        head = UncertaintyHead(cfg.model.latent_dim, len(meta["classes"]), cfg.head.hidden)
-        head.load_state_dict(head_state)
-        head.eval()
-    library = Library(
-        tensors["library.spectra"].double().numpy(),
-        energy,
-        np.array(meta["library_labels"]),
-        meta["library_source"],
-    )
-    classes = np.array(meta["classes"])
+    c, m, d = len(meta["classes"]), cfg.model.n_inducing, cfg.model.latent_dim
+    vae, raw_encoder = SpectrumVAE(len(energy), cfg.model), ConvEncoder(len(energy), cfg.model)
+    head = UncertaintyHead(d, c, cfg.head.hidden)
+    modules: dict[str, nn.Module] = {"vae": vae, "raw": raw_encoder, "head": head}
+    expected = {f"{p}.{k}": tuple(v.shape) for p, mod in modules.items() for k, v in mod.state_dict().items()}
+    gp = {
+        "inducing": (c, m, d),
+        "lengthscale": (c, d),
+        "outputscale": (c,),
+        "constant": (c,),
+        "alpha": (c, m),
+    }
+    expected |= {f"gp_cache.{k}": v for k, v in (gp | {"cross": (c, m, m)}).items()}
+    expected["library.spectra"] = (len(meta["library_labels"]), len(energy))
+    check_tensors(source, tensors, expected, optional=("head.", "raw.scale_factor"))
+    stored = {
+        p: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(f"{p}.")} for p in modules
+    }
+    stored["raw"].setdefault("scale_factor", torch.ones(d))  # eelsprint 0.1: uncalibrated
+    for name, module in modules.items():
+        if stored[name]:
+            module.load_state_dict(stored[name])
+            module.eval()
+    cache = {k.removeprefix("gp_cache."): tensors[k] for k in expected if k.startswith("gp_cache.")}
+    labels, library_source = np.array(meta["library_labels"]), str(meta.get("library_source", source))
+    library = Library(tensors["library.spectra"].double().numpy(), energy, labels, library_source)
     return FittedParts(
-        cfg, vae, raw_encoder, GPPosterior(**cache), head, classes, energy, library, meta["diagnostics"]
-    )
+        cfg, vae, raw_encoder, GPPosterior(**cache), head if stored["head"] else None,
+        np.array(meta["classes"]), energy, library, dict(meta["diagnostics"]),
+    )  # fmt: skip
 
 
 @torch.no_grad()

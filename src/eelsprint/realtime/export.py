@@ -18,7 +18,8 @@ Formats
 
 Every artefact is a directory written atomically: the model file(s), ``probe.safetensors``
 (a fixed batch of spectra and the PyTorch model's float32 outputs on it) and
-``export.json`` (format, precision, tolerances, classes, energy axis, checksums).
+``export.json`` (format, precision, tolerances, classes, energy axis) and ``manifest.json``
+(the checksums, in the same format as a model directory's: :mod:`eelsprint.data.manifest`).
 :func:`load_exported` verifies the checksums, runs the artefact on the probe and
 refuses it (:class:`~eelsprint.exceptions.ExportError`) unless every output is within
 ``atol + rtol * |reference|`` of the PyTorch model: ``atol=1e-4, rtol=1e-3`` for float32,
@@ -44,7 +45,7 @@ import torch
 
 from eelsprint.config import Precision, check_precision
 from eelsprint.data.atomic import atomic_directory
-from eelsprint.data.store import sha256_file
+from eelsprint.data.manifest import MANIFEST, read_json_object, read_manifest, verify_files, write_manifest
 from eelsprint.exceptions import ExportError, typed_first_line
 from eelsprint.inference.runtime import physical_cores, run_chunks
 from eelsprint.models.head import OUTPUTS, RealtimeModel
@@ -313,7 +314,7 @@ def export(
                 "probe": probe,
                 **{f"ref.{k}": v.contiguous() for k, v in zip(OUTPUTS, reference, strict=True)},
             }
-            safetensors.torch.save_file(tensors, str(tmp / PROBE))
+            (tmp / PROBE).write_bytes(safetensors.torch.save(tensors))  # umask, not 0600
             files = sorted(p.name for p in tmp.iterdir())
             meta = {
                 "format": fmt,
@@ -325,10 +326,10 @@ def export(
                 "classes": [str(c) for c in clf.classes_],
                 "energy": [float(e) for e in clf.energy_],
                 "torch_version": torch.__version__,
-                "sha256": {name: sha256_file(tmp / name) for name in files},
                 **extra,
             }
             (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            write_manifest(tmp, [*files, META])
             exported = _check(tmp, meta)
     except ExportError:
         raise
@@ -358,19 +359,13 @@ def load_exported(path: str | Path) -> ExportedModel:
     """
     directory = Path(path)
     try:
-        meta = json.loads((directory / META).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ExportError(
-            f"{directory}: not an eelsprint export (no readable {META}: {typed_first_line(err)})"
-        ) from None
-    if (
-        not isinstance(meta, dict)
-        or meta.get("format") not in FORMATS
-        or not isinstance(meta.get("sha256"), dict)
-    ):
+        meta = read_json_object(directory / META, ExportError)
+    except ExportError as err:
+        reason = str(err).removeprefix(f"{directory}: ")
+        raise ExportError(f"{directory}: not an eelsprint export ({reason})") from None
+    if not isinstance(meta.get("format"), str) or meta["format"] not in FORMATS:
         raise ExportError(f"{directory}: {META} does not describe an eelsprint export")
-    for name, digest in meta["sha256"].items():
-        file = directory / Path(name).name
-        if not file.is_file() or sha256_file(file) != digest:
-            raise ExportError(f"{directory}: {name} is missing, modified or truncated (checksum mismatch)")
+    if "sha256" in meta and not (directory / MANIFEST).exists():
+        raise ExportError(f"{directory}: exported by an older eelsprint (no {MANIFEST}); export it again")
+    verify_files(directory, read_manifest(directory, ExportError), (META, PROBE), ExportError)
     return _check(directory, meta)

@@ -6,6 +6,8 @@ lock it). Hidden files (``.name``, e.g. atomic writers' temporary files) and par
 downloads (``.part``, ``.tmp``) are ignored. A file that cannot be read or classified is
 reported and skipped, unless it changed meanwhile (then it is still being written and
 is tried again once it settles). A file that is rewritten later is classified again.
+A result is never written over a file eelsprint did not write, nor over the result of
+another input with the same stem (``a.npz`` and ``a.hspy``): that input is skipped.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from eelsprint.data.io import HYPERSPY_SUFFIXES, read_spectra, write_dataset
-from eelsprint.exceptions import EelsprintError, InputDataError, first_line
+from eelsprint.data.outputs import check_folder_output
+from eelsprint.exceptions import EelsprintError, InputDataError, OutputError, first_line
 
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
@@ -86,15 +89,32 @@ def _candidates(directory: Path) -> list[tuple[Path, tuple[int, int]]]:
     return sorted(found, key=lambda item: (item[1][1], item[0].name))
 
 
+def _claim(path: Path, out: Path, claimed: dict[Path, Path]) -> Path:
+    """``out/<stem>.nc``, unless another input owns that name or a file eelsprint did not write is there."""
+    target = out / f"{path.stem}.nc"
+    owner = claimed.get(target, path)
+    if owner != path:
+        raise OutputError(f"{path}: same stem as {owner.name}, whose result is {target}; rename one")
+    if target.exists() and target not in claimed:
+        check_folder_output(out, [target.name])
+    claimed[target] = path
+    return target
+
+
 def _process(
-    clf: FingerprintClassifier, path: Path, out: Path, mode: str, nav_shape: tuple[int, ...] | None
+    clf: FingerprintClassifier,
+    path: Path,
+    out: Path,
+    mode: str,
+    nav_shape: tuple[int, ...] | None,
+    claimed: dict[Path, Path],
 ) -> WatchEvent:
+    target = _claim(path, out, claimed)
     start = time.perf_counter()
     spectra = read_spectra(path, nav_shape)
     begin = time.perf_counter()
     ds = clf.classify(spectra, mode=mode)
     latency = time.perf_counter() - begin
-    target = out / f"{path.stem}.nc"
     write_dataset(ds, target)
     total = time.perf_counter() - start
     return WatchEvent(path, "done", int(ds["label"].size), 1e3 * latency, 1e3 * total, target)
@@ -157,6 +177,7 @@ def watch(
     mode = clf.live_mode(mode)
     clf.classify(clf.library_.spectra[:2], mode=mode)  # warm-up: the first frame is not slower
     done: dict[Path, tuple[int, int]] = {}
+    claimed: dict[Path, Path] = {}  # result -> the input it belongs to
     pending: dict[Path, tuple[tuple[int, int], float]] = {}
     started = time.monotonic()
     while True:
@@ -172,7 +193,7 @@ def watch(
                 continue
             del pending[path]
             try:
-                event = _process(clf, path, out, mode, nav_shape)
+                event = _process(clf, path, out, mode, nav_shape, claimed)
             except Exception as err:  # bad files must not stop the acquisition
                 if _signature(path) != sig:  # still being written: try again once it settles
                     continue
