@@ -59,3 +59,38 @@ def test_auroc_is_nan_when_undefined() -> None:
     proba = np.array([[0.9, 0.1], [0.2, 0.8]])
     assert np.isnan(error_auroc(np.array([0.1, 0.2]), proba, np.array([0, 1])))
     assert ood_auroc(np.array([0.1, 0.9]), np.array([0, -1])) == 1.0
+
+
+def test_robustness_smoke(tmp_path: Path) -> None:
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    args = ["--libraries", "simulator", "cu", "--seeds", "0", "--frames", "1", "--shape", "8", "10"]
+    args += [
+        "--doses",
+        "10",
+        "--epochs",
+        "1",
+        "--gp-iterations",
+        "20",
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
+    result = load("robustness").main(args)
+    assert json.loads(out.read_text())["command"].endswith("--markdown " + str(md))
+    sim = result["libraries"]["simulator"]
+    assert set(sim["doses"]) == {"10.0", "30.0"}  # the sweep's dose and the paper's
+    paper = sim["doses"]["30.0"]
+    assert set(paper["baselines"]) == {
+        "nearest_fingerprint",
+        "pca_nearest",
+        "pca_gp",
+        "mlls",
+        "supervised_ceiling",
+    }
+    assert 0.0 <= paper["eelsprint_summary"]["accuracy"]["mean"] <= 1.0
+    assert set(paper["eelsprint"]["0"]["ood_auroc_epistemic"]) <= {"foreign_edge", "extra_feature"}
+    assert set(result["done_when"]["simulator"]) >= {"ece <= 0.02", "accuracy >= mlls"}
+    assert "| mlls |" in md.read_text()
+    if (load("robustness").DATA / "real" / "lsmo").is_dir():  # the real files: skipped when absent
+        assert "cu" in result["libraries"] and result["lsmo"]["nearest_fingerprint_split"] == [24, 16]

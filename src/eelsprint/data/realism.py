@@ -69,8 +69,8 @@ class RealismConfig:
         Largest weight of the second background power law (exponent 2 higher),
         the part a single power-law fit cannot follow.
     pre_edge_ev : float or None
-        Width (eV) of the region added below the library's axis; default a quarter
-        of the library's range.
+        Width (eV) of the region added below the library's axis; default half the
+        library's range.
     norm_sd : float
         Standard deviation of the per-pixel multiplicative normalisation error.
     beam_drift_sd : float
@@ -141,7 +141,8 @@ class RealisticSeries:
         Nominal counts per library unit (``dose / edge maximum``): ``counts / gain``
         is the series in library units, what a calibrated acquisition delivers.
     background_window : (float, float)
-        The pre-edge region (eV), free of library signal.
+        The pre-edge region (eV): the added region and the library's own channels
+        before its edge (where the mean library spectrum stays below 3 % of its maximum).
     labels : ndarray of int, shape (n_frames, ny, nx)
         Dominant class (index into ``library.classes``); -1 for out-of-library pixels.
     ood_kind : ndarray of int, shape (n_frames, ny, nx)
@@ -233,18 +234,20 @@ def realistic_series(library: Library, config: RealismConfig | None = None) -> R
     >>> cfg = RealismConfig(n_frames=2, shape=(8, 10), ood_kinds=("foreign_edge", "extra_feature"))
     >>> series = realistic_series(fingerprint_library(), cfg)
     >>> series.counts.data.shape, series.labels.shape
-    ((2, 8, 10, 300), (2, 8, 10))
+    ((2, 8, 10, 360), (2, 8, 10))
     """
     cfg = config or RealismConfig()
     rng = np.random.default_rng(cfg.seed)
     energy_lib = library.energy
     step = float(energy_lib[1] - energy_lib[0])
     width = float(energy_lib[-1] - energy_lib[0])
-    n_pre = max(3, round((cfg.pre_edge_ev or 0.25 * width) / step))
+    n_pre = max(3, round((cfg.pre_edge_ev or 0.5 * width) / step))
     energy = np.concatenate([energy_lib[0] - step * np.arange(n_pre, 0, -1), energy_lib])
     lib = np.concatenate([np.zeros((len(library.spectra), n_pre)), library.spectra], axis=1)
     index, n_classes = library.class_index, len(library.classes)
-    edge_max = float(np.abs(np.stack([lib[index == c].mean(0) for c in range(n_classes)])).max())
+    means = np.abs(np.stack([lib[index == c].mean(0) for c in range(n_classes)]))
+    edge_max = float(means.max())
+    n_before = int(np.argmax(means.max(0)[n_pre:] > 0.03 * edge_max))  # library channels before the edge
     nav = (cfg.n_frames, *cfg.shape)
     n = int(np.prod(nav))
 
@@ -315,7 +318,7 @@ def realistic_series(library: Library, config: RealismConfig | None = None) -> R
     return RealisticSeries(
         counts=Spectra(counts.reshape(*nav, -1), energy, source),
         gain=cfg.dose / edge_max,
-        background_window=(float(energy[0]), float(energy[n_pre - 1])),
+        background_window=(float(energy[0]), float(energy[n_pre + n_before - 1])),
         labels=labels.reshape(nav),
         ood_kind=ood_kind.reshape(nav),
         weights=weights.reshape(*nav, n_classes),

@@ -211,12 +211,13 @@ def pca_gp_proba(
     return proba
 
 
-def mlls_scales(x: np.ndarray, library: Library) -> np.ndarray:
+def mlls_fit(x: np.ndarray, library: Library) -> tuple[np.ndarray, np.ndarray]:
     """Multiple linear least squares: the scales of the class-mean references that best fit each spectrum.
 
     The same fit as exspy's ``ScalableFixedPattern`` components (one per class,
-    the class's mean library spectrum) with a linear ``multifit``, done for all
-    spectra at once with the pseudo-inverse. An all-zero reference keeps scale 0.
+    the class's mean library spectrum) with a linear ``multifit`` (checked equal
+    to HyperSpy's to 1e-12), done for all spectra at once with the pseudo-inverse.
+    An all-zero reference keeps scale 0.
 
     Parameters
     ----------
@@ -226,12 +227,15 @@ def mlls_scales(x: np.ndarray, library: Library) -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (n_spectra, n_classes)
+    scales : ndarray of shape (n_spectra, n_classes)
         Fitted scales; ``argmax`` is the MLLS label.
+    residual : ndarray of shape (n_spectra,)
+        Residual sum of squares of the fit.
     """
     index = library.class_index
     references = np.stack([library.spectra[index == c].mean(0) for c in range(len(library.classes))])
-    return x @ np.linalg.pinv(references)
+    scales = x @ np.linalg.pinv(references)
+    return scales, ((x - scales @ references) ** 2).sum(-1)
 
 
 def supervised_ceiling(
@@ -291,5 +295,5 @@ def run_baselines(
         "pca_nearest_fingerprint": pca_nearest_proba(x, library, n_components, seed),
         "peak_ratio": peak_ratio_proba(x, library, n_components, seed=seed),
         "pca_gp": pca_gp_proba(x, library, latent_dim, nuisance, seed),
-        "mlls": one_hot(mlls_scales(x, library).argmax(-1), n_classes),
+        "mlls": one_hot(mlls_fit(x, library)[0].argmax(-1), n_classes),
     }
