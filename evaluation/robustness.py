@@ -93,12 +93,17 @@ def config(
     pre: dict[str, Any] = {"background_window": list(background) if background else None}
     if normalise == "edge":
         pre |= {"normalise": "edge", "normalise_window": [float(lib.energy[0]), float(lib.energy[-1])]}
+    return Config.from_dict({"preprocess": pre, "train": training(args, seed), "head": {"enabled": False}})
+
+
+def training(args: Any, seed: int) -> dict[str, Any]:
+    """The ``[train]`` overrides from the command line (defaults: eelsprint's own)."""
     train: dict[str, Any] = {"seed": seed}
     if args.epochs is not None:
         train |= {"epochs": args.epochs, "raw_epochs": args.epochs}
     if args.gp_iterations is not None:
         train["gp_iterations"] = args.gp_iterations
-    return Config.from_dict({"preprocess": pre, "train": train, "head": {"enabled": False}})
+    return train
 
 
 def kind_aurocs(score: np.ndarray, kinds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -192,12 +197,9 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
     own = np.r_[np.zeros(5, int), np.ones(5, int)]
     runs = {}
     for seed in seeds:
-        train: dict[str, Any] = {"seed": seed}
-        if args.epochs is not None:
-            train |= {"epochs": args.epochs, "raw_epochs": args.epochs}
-        if args.gp_iterations is not None:
-            train["gp_iterations"] = args.gp_iterations
-        cfg = Config.from_dict({"preprocess": cfg_dict, "train": train, "head": {"enabled": False}})
+        cfg = Config.from_dict(
+            {"preprocess": cfg_dict, "train": training(args, seed), "head": {"enabled": False}}
+        )
         clf = FingerprintClassifier(config=cfg, progress=False).fit(raw, lib)
         ds = clf.classify(raw)
         proba = ds["proba"].values.reshape(len(x), -1)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from eelsprint import FingerprintClassifier
 
 EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
@@ -61,6 +63,7 @@ def test_auroc_is_nan_when_undefined() -> None:
     assert ood_auroc(np.array([0.1, 0.9]), np.array([0, -1])) == 1.0
 
 
+@pytest.mark.slow  # ~100 s on 2 shared cores: three small fits (simulator, Cu, LSMO) and sklearn's GPC
 def test_robustness_smoke(tmp_path: Path) -> None:
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     args = ["--libraries", "simulator", "cu", "--seeds", "0", "--frames", "1", "--shape", "8", "10"]
