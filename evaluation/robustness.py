@@ -340,6 +340,10 @@ def main(argv: list[str] | None = None) -> dict:
         "paper_dose": PAPER_DOSE,
         "libraries": {},
     }
+    lsmo = args.data / "real" / "lsmo" / "LSMO_linescan.hspy"
+    if not args.no_lsmo and lsmo.is_file():
+        result["lsmo"] = lsmo_case(lsmo, args.seeds, args)
+        print(f"LSMO: {result['lsmo']['per_seed']}", flush=True)
     for name, (lib, kinds, normalise) in libraries(args.libraries, args.data).items():
         entry: dict[str, Any] = {"ood_kinds": list(kinds), "normalise": normalise, "doses": {}}
         for dose in doses:
@@ -366,11 +370,8 @@ def main(argv: list[str] | None = None) -> dict:
             }
             acc = entry["doses"][str(dose)]["eelsprint_summary"]["accuracy"]["mean"]
             print(f"{name} dose {dose:g}: eelsprint accuracy {acc:.3f}", flush=True)
-        result["libraries"][name] = entry
-        write_json(args.json, result)  # partial results survive an interrupted run
-    lsmo = args.data / "real" / "lsmo" / "LSMO_linescan.hspy"
-    if not args.no_lsmo and lsmo.is_file():
-        result["lsmo"] = lsmo_case(lsmo, args.seeds, args)
+            result["libraries"][name] = entry
+            write_json(args.json, result)  # partial results survive an interrupted run
     result["done_when"] = done_when(result)
     write_json(args.json, result)
     with atomic_write(args.markdown) as tmp:
