@@ -1,26 +1,25 @@
 """Realism benchmark (issue 8): eelsprint against the baselines on data it was not designed on.
 
-Libraries: the paper's real DFT fingerprints (``mxene``), the measured Cu L2,3
-references (``cu``) and eelsprint's own simulator library (``simulator``). Each is
-turned into a known-truth annealing series by :mod:`eelsprint.data.realism`
-(every nuisance, out-of-library pixels of several kinds) at the paper's dose and
-over a dose sweep. eelsprint is fitted on each unlabelled series with the library
-(public API only, so this measures whatever model the code has) and scored next
-to nearest fingerprint, PCA + nearest, PCA + scikit-learn GPC, the multiple
-linear least-squares fit of the references and a supervised ceiling. Plus the
-real LSMO line scan of the issue. Writes JSON and a markdown table.
+Libraries (the paper's DFT fingerprints ``mxene``, the measured Cu L2,3 references
+``cu``, the simulator's ``simulator``) become known-truth series through
+:mod:`eelsprint.data.realism` at the paper's dose and over a dose sweep. eelsprint
+(public API: it measures whatever model the code has) is fitted on each unlabelled
+series and scored next to the baselines of :mod:`eelsprint.report.baselines`; plus
+the real LSMO line scan of the issue. Writes JSON and a markdown table.
 
 Usage::
 
     python evaluation/robustness.py                       # the full benchmark (5 seeds, 13,680 px)
     python evaluation/robustness.py --seeds 0 --frames 1 --shape 8 10 --doses 30 --epochs 1 \\
         --gp-iterations 20 --json /tmp/r.json --markdown /tmp/r.md   # smoke test
+    python evaluation/robustness.py --merge a.json b.json   # runs of separate libraries, combined
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
 import sys
 import time
 from pathlib import Path
@@ -130,15 +129,14 @@ def scores(
 
 
 def timed(fn: Any, *a: Any, **k: Any) -> tuple[Any, float]:
+    """``fn(*a, **k)`` and its wall time in seconds."""
     start = time.perf_counter()
-    result = fn(*a, **k)
-    return result, time.perf_counter() - start
+    return fn(*a, **k), time.perf_counter() - start
 
 
 def run_baselines(x: np.ndarray, lib: Library, labels: np.ndarray, kinds: np.ndarray) -> dict[str, dict]:
     """Every baseline's scores on the preprocessed series ``x`` (n, channels on the library axis)."""
-    n_classes = len(lib.classes)
-    out = {}
+    n_classes, out = len(lib.classes), {}
     nf, t = timed(nearest_fingerprint, x, lib)
     out["nearest_fingerprint"] = scores(one_hot(nf, n_classes), labels, t, {}, kinds)
     proba, t = timed(pca_nearest_proba, x, lib)
@@ -332,7 +330,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, default=RESULTS / "robustness.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "robustness.md")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="combine results of separate runs"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return finish(merge([json.loads(p.read_text()) for p in args.merge]), args)
     doses = sorted(set(args.doses) | {PAPER_DOSE})
     argv_used = sys.argv[1:] if argv is None else argv
     result: dict[str, Any] = {
@@ -372,6 +375,20 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name} dose {dose:g}: eelsprint accuracy {acc:.3f}", flush=True)
             result["libraries"][name] = entry
             write_json(args.json, result)  # partial results survive an interrupted run
+    return finish(result, args)
+
+
+def merge(parts: list[dict]) -> dict:
+    """One result from runs of separate libraries (e.g. in parallel processes): commands joined."""
+    result = parts[0] | {"command": " && ".join(p["command"] for p in parts), "libraries": {}}
+    for part in parts:
+        result["libraries"] |= part["libraries"]
+        result["lsmo"] = result.get("lsmo") or part.get("lsmo")
+    return result
+
+
+def finish(result: dict, args: Any) -> dict:
+    """Add the issue's conditions, write JSON and markdown, print the tables."""
     result["done_when"] = done_when(result)
     write_json(args.json, result)
     with atomic_write(args.markdown) as tmp:
