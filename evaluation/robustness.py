@@ -189,11 +189,11 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
     }
     raw = read_spectra(path)
     data = preprocess(raw, Config.from_dict({"preprocess": cfg_dict}).preprocess)
-    x, energy = data.flat(), data.energy
-    lib = Library(np.stack([x[:5].mean(0), x[-5:].mean(0)]), energy, np.array(["first", "last"]), str(path))
-    nf = nearest_fingerprint(x, lib)
-    own = np.r_[np.zeros(5, int), np.ones(5, int)]
-    runs = {}
+    x = data.flat()
+    lib = Library(
+        np.stack([x[:5].mean(0), x[-5:].mean(0)]), data.energy, np.array(["first", "last"]), str(path)
+    )
+    nf, own, runs = nearest_fingerprint(x, lib), np.r_[np.zeros(5, int), np.ones(5, int)], {}
     for seed in seeds:
         cfg = Config.from_dict(
             {"preprocess": cfg_dict, "train": training(args, seed), "head": {"enabled": False}}
