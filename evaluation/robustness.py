@@ -189,10 +189,8 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
     }
     raw = read_spectra(path)
     data = preprocess(raw, Config.from_dict({"preprocess": cfg_dict}).preprocess)
-    x = data.flat()
-    lib = Library(
-        np.stack([x[:5].mean(0), x[-5:].mean(0)]), data.energy, np.array(["first", "last"]), str(path)
-    )
+    x, names = data.flat(), np.array(["first", "last"])
+    lib = Library(np.stack([x[:5].mean(0), x[-5:].mean(0)]), data.energy, names, str(path))
     nf, own, runs = nearest_fingerprint(x, lib), np.r_[np.zeros(5, int), np.ones(5, int)], {}
     for seed in seeds:
         cfg = Config.from_dict(
