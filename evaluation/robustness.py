@@ -228,6 +228,8 @@ def done_when(result: dict) -> dict[str, dict[str, Any]]:
     """The issue's conditions at the paper's dose, each met (True), not met (False) or not measured (None)."""
     out: dict[str, dict[str, Any]] = {}
     for name, lib in result["libraries"].items():
+        if str(PAPER_DOSE) not in lib["doses"]:  # an interrupted run
+            continue
         paper = lib["doses"][str(PAPER_DOSE)]
         eel, base = paper["eelsprint_summary"], paper["baselines"]
         acc = eel["accuracy"]["mean"]
@@ -263,8 +265,9 @@ def markdown(result: dict) -> str:
     fmt = lambda v: "-" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3f}"  # noqa: E731
     lines = [f"# Robustness benchmark\n\nCommand: `{result['command']}`\n"]
     for name, lib in result["libraries"].items():
-        paper = lib["doses"][str(PAPER_DOSE)]
-        kinds = lib["ood_kinds"]
+        if str(PAPER_DOSE) not in lib["doses"]:
+            continue
+        paper, kinds = lib["doses"][str(PAPER_DOSE)], lib["ood_kinds"]
         lines += [
             f"\n## {name} ({lib['n_spectra']} spectra per series, dose {PAPER_DOSE:g})\n",
             "| method | accuracy | ECE | NLL | " + " | ".join(f"AUROC {k}" for k in kinds) + " | spectra/s |",
@@ -296,9 +299,8 @@ def markdown(result: dict) -> str:
     lines.append("|---|---|---|" + "---|" * len(BASELINES))
     for name, lib in result["libraries"].items():
         for dose, d in lib["doses"].items():
-            cells = [fmt(d["eelsprint_summary"]["accuracy"]["mean"])] + [
-                fmt(d["baselines"][b]["accuracy"]) for b in BASELINES
-            ]
+            cells = [fmt(d["eelsprint_summary"]["accuracy"]["mean"])]
+            cells += [fmt(d["baselines"][b]["accuracy"]) for b in BASELINES]
             lines.append(f"| {name} | {float(dose):g} | " + " | ".join(cells) + " |")
     if result.get("lsmo"):
         lines += [
@@ -307,9 +309,9 @@ def markdown(result: dict) -> str:
         ]
         for seed, r in result["lsmo"]["per_seed"].items():
             lines.append(f"- seed {seed}: " + ", ".join(f"{k} {v}" for k, v in r.items()))
-    lines += ["\n## Done when (paper's dose)\n"]
+    lines.append("\n## Done when (paper's dose)\n")
+    state = {True: "met", False: "NOT met", None: "not measured"}
     for name, conditions in result["done_when"].items():
-        state = {True: "met", False: "NOT met", None: "not measured"}
         lines.append(f"- {name}: " + "; ".join(f"{k}: {state[v]}" for k, v in conditions.items()))
     return "\n".join(lines) + "\n"
 
@@ -328,9 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, default=RESULTS / "robustness.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "robustness.md")
-    parser.add_argument(
-        "--merge", type=Path, nargs="+", default=None, help="combine results of separate runs"
-    )
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="combine separate runs")
     args = parser.parse_args(argv)
     if args.merge:
         return finish(merge([json.loads(p.read_text()) for p in args.merge]), args)
@@ -355,11 +355,8 @@ def main(argv: list[str] | None = None) -> dict:
             axis_lib = library_on_axis(lib, data.energy, cfg)
             x = crop(data, (axis_lib.energy[0], axis_lib.energy[-1])).flat()
             labels, ood_kind = series.labels.reshape(-1), series.ood_kind.reshape(-1)
-            seeds = (
-                args.seeds
-                if dose == PAPER_DOSE or args.sweep_seeds is None
-                else args.seeds[: args.sweep_seeds]
-            )
+            sweep = dose != PAPER_DOSE and args.sweep_seeds is not None
+            seeds = args.seeds[: args.sweep_seeds] if sweep else args.seeds
             runs = [run_eelsprint(series, lib, normalise, args, seed) for seed in seeds]
             entry["n_spectra"] = len(labels)
             entry["doses"][str(dose)] = {
