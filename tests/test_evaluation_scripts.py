@@ -92,3 +92,39 @@ def test_gpu_cuda_check_smoke(tmp_path: Path) -> None:
     graph = result["realtime_graph_cuda"]
     assert graph["compiled_vs_eager_max_abs_dp"] < 1e-3
     assert graph["compiled"]["spectra_per_s_13680"] > 0 and graph["eager"]["b32_latency_ms"] > 0
+
+
+@pytest.mark.slow  # ~100 s on 2 shared cores: three small fits (simulator, Cu, LSMO) and sklearn's GPC
+def test_robustness_smoke(tmp_path: Path) -> None:
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    args = ["--libraries", "simulator", "cu", "--seeds", "0", "--frames", "1", "--shape", "8", "10"]
+    args += [
+        "--doses",
+        "10",
+        "--epochs",
+        "1",
+        "--gp-iterations",
+        "20",
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
+    result = load("robustness").main(args)
+    assert json.loads(out.read_text())["command"].endswith("--markdown " + str(md))
+    sim = result["libraries"]["simulator"]
+    assert set(sim["doses"]) == {"10.0", "30.0"}  # the sweep's dose and the paper's
+    paper = sim["doses"]["30.0"]
+    assert set(paper["baselines"]) == {
+        "nearest_fingerprint",
+        "pca_nearest",
+        "pca_gp",
+        "mlls",
+        "supervised_ceiling",
+    }
+    assert 0.0 <= paper["eelsprint_summary"]["accuracy"]["mean"] <= 1.0
+    assert set(paper["eelsprint"]["0"]["ood_auroc_epistemic"]) <= {"foreign_edge", "extra_feature"}
+    assert set(result["done_when"]["simulator"]) >= {"ece <= 0.02", "accuracy >= mlls"}
+    assert "| mlls |" in md.read_text()
+    if (load("robustness").DATA / "real" / "lsmo").is_dir():  # the real files: skipped when absent
+        assert "cu" in result["libraries"] and result["lsmo"]["nearest_fingerprint_split"] == [24, 16]

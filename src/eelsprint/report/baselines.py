@@ -14,6 +14,11 @@ probabilities at 1e-12, so every error costs 27.6 nats.
 * :func:`pca_gp_proba` - the paper's classifier without the VAE: scikit-learn's
   ``GaussianProcessClassifier()`` trained on the PCA projections of the
   (nuisance-augmented) library and applied to the data's projections.
+* :func:`mlls_fit` - what HyperSpy users do: a multiple linear least-squares
+  fit of the class references (exspy ``ScalableFixedPattern`` components with a
+  linear ``multifit``), the class of the largest fitted scale.
+* :func:`supervised_ceiling` - not a competitor but a ceiling: a classifier
+  trained on the true labels of half the pixels, scored on the other half.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import numpy as np
 from scipy.signal import find_peaks
 from sklearn.decomposition import PCA
 from sklearn.gaussian_process import GaussianProcessClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from eelsprint.config import NuisanceConfig
 from eelsprint.data.augment import augment_library
@@ -212,6 +220,70 @@ def pca_gp_proba(
     proba = np.zeros((len(x), len(library.classes)))
     proba[:, gpc.classes_] = gpc.predict_proba(pca.transform(x))
     return proba
+
+
+def mlls_fit(x: np.ndarray, library: Library) -> tuple[np.ndarray, np.ndarray]:
+    """Multiple linear least squares: the scales of the class-mean references that best fit each spectrum.
+
+    The same fit as exspy's ``ScalableFixedPattern`` components (one per class,
+    the class's mean library spectrum) with a linear ``multifit`` (checked equal
+    to HyperSpy's to 1e-12), done for all spectra at once with the pseudo-inverse.
+    An all-zero reference keeps scale 0.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_spectra, n_channels)
+        Spectra on the library's energy axis.
+    library : Library
+
+    Returns
+    -------
+    scales : ndarray of shape (n_spectra, n_classes)
+        Fitted scales; ``argmax`` is the MLLS label.
+    residual : ndarray of shape (n_spectra,)
+        Residual sum of squares of the fit.
+    """
+    index = library.class_index
+    references = np.stack([library.spectra[index == c].mean(0) for c in range(len(library.classes))])
+    scales = x @ np.linalg.pinv(references)
+    return scales, ((x - scales @ references) ** 2).sum(-1)
+
+
+def supervised_ceiling(
+    x: np.ndarray, labels: np.ndarray, n_classes: int, *, n_components: int = 20, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A classifier trained on the true labels of half the pixels, scored on the other half.
+
+    PCA of all spectra (label-free), then a multinomial logistic regression on the
+    standardised components, trained on a random half of the library pixels
+    (``labels >= 0``).
+
+    Parameters
+    ----------
+    x : ndarray of shape (n_spectra, n_channels)
+    labels : ndarray of int, shape (n_spectra,)
+        True class, -1 for pixels in no library class (left out).
+    n_classes : int
+    n_components : int
+        Principal components (clipped to the data's size).
+    seed : int
+        Seed of the split and the PCA.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_test, n_classes)
+    test : ndarray of int, shape (n_test,)
+        Indices into ``x`` of the scored half.
+    """
+    rng = np.random.default_rng(seed)
+    known = rng.permutation(np.flatnonzero(labels >= 0))
+    train, test = known[: len(known) // 2], known[len(known) // 2 :]
+    features = PCA(n_components=min(n_components, *x.shape), random_state=seed).fit_transform(x)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    model.fit(features[train], labels[train])
+    proba = np.zeros((len(test), n_classes))
+    proba[:, model.classes_] = model.predict_proba(features[test])
+    return proba, test
 
 
 def run_baselines(
