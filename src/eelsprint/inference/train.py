@@ -109,7 +109,7 @@ def train_vae(
                 loss = loss + beta * torch.relu(model.free_bits - kl).sum()
             if supervised:
                 size = min(len(idx), len(lib_x), LIBRARY_BATCH)
-                pick = torch.randint(len(lib_x), (size,), generator=generator)
+                pick = torch.randint(len(lib_x), (size,), generator=generator, device=generator.device)
                 loc, scale = vae.encoder(lib_x[pick])
                 loss = loss + config.library_weight * _library_loss(probe, loc, scale, lib_y[pick])
             optim.zero_grad()
