@@ -93,11 +93,11 @@ def test_tampered_or_truncated_files_are_refused(onnx_dir: Path, tmp_path: Path)
     data = bytearray((probe / PROBE).read_bytes())
     data[-1] ^= 0xFF
     (probe / PROBE).write_bytes(bytes(data))
-    with pytest.raises(ExportError, match="probe.safetensors is missing, modified or truncated"):
+    with pytest.raises(ExportError, match="probe.safetensors was modified or truncated"):
         load_exported(probe)
     model = _copy(onnx_dir, tmp_path / "model")
     (model / "model.onnx").write_bytes((model / "model.onnx").read_bytes()[:100])
-    with pytest.raises(ExportError, match="model.onnx is missing, modified or truncated"):
+    with pytest.raises(ExportError, match="model.onnx (is missing|was modified or truncated)"):
         load_exported(model)
     with pytest.raises(ExportError, match="not an eelsprint export"):
         load_exported(tmp_path / "nowhere")

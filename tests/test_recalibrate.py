@@ -65,7 +65,9 @@ def test_lowers_nll_on_held_out_labelled_pixels(
 ) -> None:
     """Fit T on 30 % of the labelled pixels, score the other 70 %: NLL and ECE drop, accuracy stays.
 
-    Seen with the quick test model: T about 0.5, held-out NLL 0.10 -> 0.08 nats.
+    Seen with the quick test model: T about 0.5, held-out NLL 0.10 -> 0.08 nats before 0.2's
+    library-supervised latent; with it the model starts better calibrated and the gain is smaller
+    (measured: 0.0808 -> 0.0762 nats).
     """
     labels = series.labels.reshape(-1)
     mean, var = latent_moments(fitted, series.spectra)
@@ -75,7 +77,7 @@ def test_lowers_nll_on_held_out_labelled_pixels(
     before = scaled_proba(mean[held], var[held])
     after = scaler.predict_proba(mean[held], var[held])
     y = labels[held]
-    assert negative_log_likelihood(after, y) < negative_log_likelihood(before, y) - 0.005
+    assert negative_log_likelihood(after, y) < negative_log_likelihood(before, y) - 0.002  # measured: -0.0046
     assert expected_calibration_error(after, y, equal_mass=True) < expected_calibration_error(
         before, y, equal_mass=True
     )

@@ -92,7 +92,6 @@ class FingerprintClassifier(BaseEstimator):
         self.progress = progress
         self.device = device
 
-    # -- fitting -------------------------------------------------------------------------------
     def fit(self, X: Any, library: Library, energy: np.ndarray | None = None) -> FingerprintClassifier:
         """Train the VAE, the raw encoder, the GP classifier and the real-time head on ``device``.
 
@@ -278,7 +277,8 @@ class FingerprintClassifier(BaseEstimator):
         NotFittedError, ConfigError, InputDataError
             As :meth:`predict_proba`.
         """
-        return self.classes_[self.predict_proba(X, energy, mode).argmax(-1)]
+        proba = self.predict_proba(X, energy, mode)  # first: it checks the estimator is fitted
+        return self.classes_[proba.argmax(-1)]
 
     def classify(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> xr.Dataset:
         """Everything per spectrum as one :class:`xarray.Dataset` on the scan grid.
