@@ -57,7 +57,7 @@ def test_classify_nav_shape_writes_frame_y_x(
 def test_bad_nav_shape_is_one_line(paper_like: Path, fitted_dir: Path, monkeypatch, capsys) -> None:
     for grid, message in (
         ("24,30,20", f"{paper_like}: navigation shape 24,30,20 holds 14400 spectra, but there are 13680"),
-        ("24,x", "--nav-shape must be positive integers joined by commas (e.g. 24,30,19), got '24,x'"),
+        ("24,x", "--nav-shape must be positive integers separated by commas (e.g. 24,30,19), got '24,x'"),
     ):
         code, _, err = run_cli(
             monkeypatch, capsys, "classify", str(paper_like), "-m", str(fitted_dir), "-o", "unused",
