@@ -8,8 +8,9 @@
   subtraction and area normalisation; two classes, the image as recorded and the image shifted by
   0.5 eV (a chemical shift), against a library made from the image's own preprocessed mean.
 
-Out of the simulator's closed world eelsprint does not beat the nearest fingerprint's accuracy on
-either (strict xfails below record the measured gap); it does beat its NLL and ECE.
+Out of the simulator's closed world: with 0.2's library-supervised latent eelsprint beats the
+nearest fingerprint's accuracy on the Cu mixtures (0.1 did not: 0.607 vs 0.820) but not on the TiO2
+shift (a strict xfail records the gap); it beats its NLL and ECE on both.
 """
 
 from __future__ import annotations
@@ -148,28 +149,30 @@ def tio2_scores() -> tuple[dict[str, float], dict[str, float]]:
 def test_tio2_spectrum_image_through_non_default_preprocessing(
     tio2_scores: tuple[dict[str, float], dict[str, float]],
 ) -> None:
-    """120 spectra are too few for the model to learn a 0.5 eV shift on the short schedule; it says so
-    with probabilities near 1/2 (NLL at ln 2, low ECE) instead of being confidently wrong.
+    """120 spectra and a 0.5 eV shift on the short schedule: eelsprint is less accurate than the
+    nearest fingerprint but far less confidently wrong.
 
-    measured: eelsprint accuracy 0.500, NLL 0.694, ECE 0.022; nearest fingerprint 0.775, 6.22, 0.225.
+    measured (0.2): eelsprint accuracy 0.742, NLL 0.754, ECE 0.188; nearest fingerprint 0.775, 6.22,
+    0.225. (0.1: 0.500, 0.694, 0.022: it stayed at p = 1/2.)
     """
     ours, nearest = tio2_scores
-    assert ours["nll"] < np.log(2) + 0.01, (ours, nearest)  # measured: 0.694 (ln 2 = 0.693)
-    assert ours["nll"] < 0.2 * nearest["nll"], (ours, nearest)  # measured: 0.694 vs 6.22
-    assert ours["ece"] < 0.5 * nearest["ece"], (ours, nearest)  # measured: 0.022 vs 0.225
+    assert ours["accuracy"] > 0.6, (ours, nearest)  # measured: 0.742 (two classes: chance 0.5)
+    assert ours["nll"] < 0.2 * nearest["nll"], (ours, nearest)  # measured: 0.754 vs 6.22
+    assert ours["ece"] < nearest["ece"], (ours, nearest)  # measured: 0.188 vs 0.225
 
 
 GAPS = {
-    "cu_scores": "on mixed measured Cu L2,3 references eelsprint's accuracy is below the nearest "
-    "fingerprint's (measured 0.607 vs 0.820, short schedule): a known gap outside the simulator",
-    "tio2_scores": "on the measured TiO2 image (120 spectra, short schedule) eelsprint does not learn the "
-    "0.5 eV shift: accuracy 0.500 vs 0.775 for the nearest fingerprint (measured)",
+    "tio2_scores": "on the measured TiO2 image (120 spectra, short schedule) eelsprint is less accurate "
+    "than the nearest fingerprint on the 0.5 eV shift: 0.742 vs 0.775 (measured, 0.2)",
 }
 
 
 @pytest.mark.parametrize(
     "scores",
-    [pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=why)) for name, why in GAPS.items()],
+    [
+        pytest.param("cu_scores"),  # passes since 0.2 (0.1: 0.607 vs 0.820)
+        *(pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=why)) for name, why in GAPS.items()),
+    ],
 )
 def test_accuracy_beats_nearest_fingerprint_on_measured_data(
     scores: str, request: pytest.FixtureRequest
