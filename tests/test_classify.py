@@ -46,7 +46,9 @@ def test_out_of_library_pixels_get_higher_epistemic_uncertainty(
     plugin = ood_auroc(entropy(scaled_proba(mean, 0 * var)), y)
     # shipped model, seeds 4-7: epistemic 0.997-0.9997 vs plugin entropy 0.958-0.977 (test_shipped_model)
     assert auroc > plugin, (auroc, plugin)
-    assert auroc > 0.93, auroc  # measured: 0.96-0.98 for this test (issue 13)
+    # measured (evaluation/results/quick-model-metrics.json, training seeds 0/1/2): epistemic 1.0000 /
+    # 1.0000 / 0.9999 against the plain softmax's entropy 0.9984 / 0.9971 / 0.9838
+    assert auroc > 0.99, auroc
 
 
 def test_result_layout(result, fitted: FingerprintClassifier) -> None:

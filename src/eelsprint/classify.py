@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Self, cast
 
 import numpy as np
 import torch
 import xarray as xr
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from torch import nn
 
 from eelsprint.config import MODES, Config, check_choice
@@ -27,7 +27,8 @@ from eelsprint.data.store import default_model_path, load_model_dir, save_model_
 from eelsprint.exceptions import ConfigError, NotFittedError
 from eelsprint.inference import pipeline
 from eelsprint.inference.ood import pixel_scores
-from eelsprint.inference.pipeline import FittedParts, resolve_device
+from eelsprint.inference.pipeline import FittedParts, encoder_id, resolve_device
+from eelsprint.inference.refit import Evidence, refit_parts
 from eelsprint.inference.uncertainty import Prediction
 from eelsprint.maps import to_dataset
 from eelsprint.models.head import Precision, RealtimeModel, with_precision
@@ -126,7 +127,7 @@ class FingerprintClassifier(BaseEstimator):
         self.head_ = parts.head
         self.classes_, self.energy_, self.library_ = parts.classes, parts.energy, parts.library
         self.diagnostics_ = parts.diagnostics
-        self.device_ = device
+        self.device_, self.encoder_id_ = device, encoder_id(parts.raw_encoder)
         self._realtime_cache: dict[tuple[Any, ...], nn.Module] = {}
 
     def _parts(self) -> FittedParts:
@@ -148,6 +149,15 @@ class FingerprintClassifier(BaseEstimator):
         self.head_, self.diagnostics_ = head, {**self.diagnostics_, "head": report}
         self._realtime_cache.clear()
         return self
+
+    def update(self, evidence: Evidence | None = None, library: Library | None = None) -> Self:
+        """A new estimator with the GP classifier (and head) refitted on labelled pixels and added
+        fingerprints, the encoders shared (:func:`eelsprint.inference.refit.refit_parts`; its report,
+        with ``advise_fit``, is ``diagnostics_["update"]``). Results keep their ``encoder_id_``."""
+        parts = refit_parts(self._parts(), evidence, library, self._on_device(), self.progress)[0]
+        new = clone(self)
+        new._set_parts(parts, self.device_)
+        return new
 
     # -- prediction ----------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -191,27 +201,10 @@ class FingerprintClassifier(BaseEstimator):
         return spectra.flat(), spectra.nav_shape, spectra.source
 
     def encode(self, X: Any, energy: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The raw encoder's latent Gaussian per spectrum.
+        """The raw encoder's latent Gaussian per spectrum: ``latent_mean, latent_var``, each of
+        shape (..., latent_dim) for ``X`` of navigation shape (...).
 
-        Parameters
-        ----------
-        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
-            Raw spectra, any navigation shape ``(...)``; an array on the model's axis
-            (``n_channels == len(energy_)``) needs no ``energy``.
-        energy : ndarray of shape (n_channels,), optional
-            Energy axis (eV) of a plain array that is not on the model's axis.
-
-        Returns
-        -------
-        latent_mean, latent_var : ndarray of shape (..., latent_dim)
-            Mean and variance of ``q(z | x)``; ``(...)`` is the navigation shape of ``X``.
-
-        Raises
-        ------
-        NotFittedError
-            Before ``fit`` or ``load``.
-        InputDataError
-            No energy axis for an array, or data that do not cover the model's axis.
+        Takes ``X`` and ``energy`` as :meth:`predict_proba` does and raises the same errors.
         """
         x, nav, _ = self._model_input(X, energy)
         with torch.no_grad():
@@ -261,21 +254,8 @@ class FingerprintClassifier(BaseEstimator):
     def predict(self, X: Any, energy: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
         """Most probable library label per spectrum: ``classes_[argmax(predict_proba(X))]``.
 
-        Parameters
-        ----------
-        X : Spectra, HyperSpy Signal1D or array-like of shape (..., n_channels)
-        energy : ndarray of shape (n_channels,), optional
-        mode : {"fast", "exact", "head"}, optional
-            As in :meth:`predict_proba`.
-
-        Returns
-        -------
-        labels : ndarray of str, shape (...), the navigation shape of ``X``
-
-        Raises
-        ------
-        NotFittedError, ConfigError, InputDataError
-            As :meth:`predict_proba`.
+        Takes the arguments and raises the errors of :meth:`predict_proba`; returns an array of
+        str of the navigation shape of ``X``.
         """
         proba = self.predict_proba(X, energy, mode)  # first: it checks the estimator is fitted
         return self.classes_[proba.argmax(-1)]
@@ -311,7 +291,9 @@ class FingerprintClassifier(BaseEstimator):
         stored, pre = cast("dict[str, float] | None", self.diagnostics_.get("ood")), self.config_.preprocess
         lib, seed = self.library_.spectra, self.config_.train.seed
         ood = pixel_scores(x, pred.epistemic.numpy(), lib, self.energy_, stored, pre.pca_components, seed)
-        return to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
+        ds = to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
+        ds.attrs["encoder_id"] = self.encoder_id_  # results of one encoder share latent axes
+        return ds
 
     def stream(
         self, frames: Iterable[Any], energy: np.ndarray | None = None, mode: str | None = None

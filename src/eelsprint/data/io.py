@@ -276,7 +276,7 @@ def _not_empty(spectra: Spectra) -> Spectra:
 # --------------------------------------------------------------------------- libraries
 
 
-def _read_library_csv(path: Path) -> Library:
+def _read_library_csv(path: Path, min_classes: int = 2) -> Library:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
@@ -296,7 +296,7 @@ def _read_library_csv(path: Path) -> Library:
                 values[r - 2, c] = float(cell)
             except ValueError:
                 raise InputDataError(f"{path}: line {r}, column {c + 1}: {cell!r} is not a number") from None
-    return Library(values[:, 1:].T, values[:, 0], np.array(header[1:], dtype=str), str(path))
+    return Library(values[:, 1:].T, values[:, 0], np.array(header[1:], dtype=str), str(path), min_classes)
 
 
 def read_mxene_library(directory: PathLike) -> Library:
@@ -332,7 +332,7 @@ def read_mxene_library(directory: PathLike) -> Library:
     return library_from_arrays(arrays["MXene_DFT_Data"], arrays["MXene_EELS_axis"], labels, str(directory))
 
 
-def read_library(path: PathLike) -> Library:
+def read_library(path: PathLike, *, min_classes: int = 2) -> Library:
     """Read a fingerprint library.
 
     Parameters
@@ -342,6 +342,8 @@ def read_library(path: PathLike) -> Library:
         ``.csv`` whose first column is energy (eV) and each further column one spectrum,
         headed by its label (repeated labels allowed); or a folder in the paper's release
         format (see :func:`read_mxene_library`).
+    min_classes : int
+        Fewest distinct labels accepted (1 to read fingerprints to add to a fitted model).
 
     Returns
     -------
@@ -351,7 +353,7 @@ def read_library(path: PathLike) -> Library:
     ------
     InputDataError
         Missing, unreadable or unsupported file, inconsistent shapes, NaN/inf, or fewer
-        than two classes.
+        than ``min_classes`` classes.
     """
     path = Path(path)
     if path.is_dir():
@@ -360,7 +362,8 @@ def read_library(path: PathLike) -> Library:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         arrays = _load_npz(path, ("energy", "spectra", "labels"))
-        return library_from_arrays(arrays["spectra"], arrays["energy"], arrays["labels"], str(path))
+        spectra, energy, labels = arrays["spectra"], arrays["energy"], arrays["labels"]
+        return library_from_arrays(spectra, energy, labels, str(path), min_classes)
     if suffix == ".csv":
-        return _read_library_csv(path)
+        return _read_library_csv(path, min_classes)
     raise InputDataError(f"{path}: unsupported library file type {path.suffix!r}; expected .npz or .csv")

@@ -5,6 +5,7 @@ An existing output path is replaced only if eelsprint wrote it:
 - a model directory (``manifest.json`` and ``model.json``; see :mod:`eelsprint.data.store`);
 - an export folder (``manifest.json`` and ``export.json``);
 - a result file ``<stem>.nc`` (NetCDF whose global attributes hold ``classes`` and ``integration``);
+- a pixel table of ``eelsprint suggest`` (a CSV whose header starts with ``rank,``);
 - a report's ``report.html``, ``metrics.json`` and ``posterior.nc``, when that folder's
   ``metrics.json`` is an eelsprint report's (``n_pixels`` and ``classes``).
 
@@ -52,6 +53,12 @@ def _is_report_folder(folder: Path) -> bool:
 def _is_ours(path: Path, kind: str) -> bool:
     if kind == "result":
         return path.is_file() and is_result_file(path)
+    if kind == "table":  # a pixel table of ``eelsprint suggest``
+        try:
+            with path.open(encoding="utf-8") as handle:
+                return handle.readline().startswith("rank,")
+        except (OSError, UnicodeDecodeError):
+            return False
     marker = {"model": "model.json", "export": "export.json"}[kind]
     return path.is_dir() and all((path / name).is_file() for name in ("manifest.json", marker))
 
@@ -79,8 +86,8 @@ def check_output(
     ----------
     path : path
         Where the output will go.
-    kind : {"model", "export", "result"}
-        What is written: a model directory, an export folder or a result file.
+    kind : {"model", "export", "result", "table"}
+        What is written: a model directory, an export folder, a result file or a ``suggest`` table.
     overwrite : bool
         Replace whatever is there (the user said so).
     inputs : iterable of path
@@ -104,7 +111,8 @@ def check_output(
     if overwrite or _is_ours(path, kind):
         return path
     what = "a folder" if path.is_dir() else "a file"
-    ours = {"model": "an eelsprint model directory", "export": "an eelsprint export"}
+    ours = {"model": "an eelsprint model directory", "export": "an eelsprint export",
+            "table": "a table written by eelsprint suggest"}  # fmt: skip
     raise OutputError(f"{path}: exists and is {what}, not {ours.get(kind, 'an eelsprint result')}; {_HINT}")
 
 

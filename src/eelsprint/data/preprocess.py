@@ -182,7 +182,7 @@ def library_on_axis(
     keep = (energy >= low) & (energy <= high)
     spectra = np.stack([np.interp(energy[keep], library.energy, row) for row in library.spectra])
     spectra = normalise_array(spectra, energy[keep], config.normalise, config.normalise_window)
-    return Library(spectra, energy[keep], library.labels, library.source)
+    return Library(spectra, energy[keep], library.labels, library.source, library.min_classes)
 
 
 def _preprocess_measured(library: Library, config: PreprocessConfig) -> Library:
@@ -192,7 +192,7 @@ def _preprocess_measured(library: Library, config: PreprocessConfig) -> Library:
         spectra = subtract_power_law(spectra, config.background_window)
     if config.align_peak is not None:
         spectra = align(spectra, config.align_peak, config.align_to)
-    return Library(spectra.data, library.energy, library.labels, library.source)
+    return Library(spectra.data, library.energy, library.labels, library.source, library.min_classes)
 
 
 def overlap(library: Library, energy: np.ndarray) -> tuple[float, float]:

@@ -7,7 +7,7 @@ energy axis in eV that matches the channels) and name their ``source`` in every 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -127,12 +127,15 @@ class Library:
         Shape ``(n,)``, the class name of each spectrum (numpy str array).
     source : str
         Where the library came from, used in error messages.
+    min_classes : int
+        Fewest distinct labels accepted: 2 to fit a model, 1 for fingerprints added by an update.
     """
 
     spectra: np.ndarray
     energy: np.ndarray
     labels: np.ndarray
     source: str = "<array>"
+    min_classes: int = field(default=2, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         spectra = _as_float(self.spectra, "library spectra", self.source)
@@ -153,9 +156,10 @@ class Library:
         if any(label == "" for label in labels):
             raise InputDataError(f"{self.source}: spectrum {list(labels).index('')} has an empty label")
         classes = list(dict.fromkeys(labels.tolist()))
-        if len(classes) < 2:
+        if len(classes) < self.min_classes:
+            need = "two" if self.min_classes == 2 else str(self.min_classes)
             raise InputDataError(
-                f"{self.source}: library has only one class '{classes[0]}'; need at least two"
+                f"{self.source}: library has only one class '{classes[0]}'; need at least {need}"
             )
         object.__setattr__(self, "spectra", spectra)
         object.__setattr__(self, "energy", energy)
@@ -206,7 +210,9 @@ def spectra_from_array(x: Any, energy: Any, source: str = "<array>") -> Spectra:
     return Spectra(data, axis, source)
 
 
-def library_from_arrays(spectra: Any, energy: Any, labels: Any, source: str = "<array>") -> Library:
+def library_from_arrays(
+    spectra: Any, energy: Any, labels: Any, source: str = "<array>", min_classes: int = 2
+) -> Library:
     """Build a :class:`Library`; spectra of shape ``(n, channels, 1)`` are squeezed.
 
     Parameters
@@ -219,6 +225,8 @@ def library_from_arrays(spectra: Any, energy: Any, labels: Any, source: str = "<
         Shape ``(n,)``; several spectra may share a label.
     source : str
         Name used in error messages.
+    min_classes : int
+        Fewest distinct labels accepted (1 for fingerprints added to a fitted model's library).
 
     Returns
     -------
@@ -227,4 +235,4 @@ def library_from_arrays(spectra: Any, energy: Any, labels: Any, source: str = "<
     data = _as_float(spectra, "library spectra", source)
     if data.ndim == 3 and data.shape[-1] == 1:
         data = data[..., 0]
-    return Library(data, _as_float(energy, "energy axis", source), np.asarray(labels), source)
+    return Library(data, _as_float(energy, "energy axis", source), np.asarray(labels), source, min_classes)

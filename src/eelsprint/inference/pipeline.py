@@ -17,6 +17,7 @@ the caller's global RNG state is unchanged afterwards.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "DEVICES",
     "META_KINDS",
     "FittedParts",
+    "encoder_id",
     "fit_parts",
     "parts_from_tensors",
     "predict_parts",
@@ -73,6 +75,15 @@ def resolve_device(device: str | torch.device) -> torch.device:
             f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use device='cpu' or 'auto'"
         )
     return torch.device(name)
+
+
+def encoder_id(encoder: nn.Module) -> str:
+    """A short hash of the raw encoder's weights: results of one encoder share latent axes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -1,55 +1,29 @@
-"""Command line: ``eelsprint demo | fit | classify | report | export | bench | watch``.
-
-Errors a user can cause print one line naming the file and the problem and
-exit with status 1; ``--debug`` shows the traceback instead.
-"""
+"""The core commands: ``demo``, ``fit``, ``classify``, ``report``, ``export``, ``bench``, ``watch``."""
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
-from eelsprint.config import Config
-from eelsprint.exceptions import ConfigError, EelsprintError, RepresentationWarning, first_line
-
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-    help="Calibrated, uncertainty-aware fingerprinting of noisy in-situ STEM-EELS spectrum images.",
+from eelsprint.cli.common import (
+    DataArg,
+    ModelOpt,
+    NavShapeOpt,
+    OverwriteOpt,
+    app,
+    parse_nav_shape,
+    parse_window,
+    with_overrides,
 )
+from eelsprint.config import Config
+from eelsprint.exceptions import RepresentationWarning
 
-DataArg = Annotated[list[Path], typer.Argument(help="Spectrum files (.hspy, .dm3, .dm4, .msa, .npz).")]
-ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory written by `eelsprint fit`.")]
-NavShapeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--nav-shape",
-        help="Scan grid of each input in numpy order, e.g. 24,30,19 (frame, y, x) for a flat file "
-        "of 13,680 spectra. Default: as stored, or the .npz's `shape` array.",
-    ),
-]
-OverwriteOpt = Annotated[
-    bool, typer.Option("--overwrite", help="Replace an existing output even if eelsprint did not write it.")
-]
-
-
-@app.callback()
-def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
-) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+__all__ = ["bench", "classify", "demo", "export_", "fit", "report", "watch"]
 
 
 @app.command()
@@ -64,7 +38,7 @@ def demo(
     """Simulate an in-situ heating series, fit eelsprint, classify it and print a scored summary."""
     from eelsprint.demo import format_summary, run_demo
 
-    config = _with_overrides(Config(), epochs, seed)
+    config = with_overrides(Config(), epochs, seed)
     start = time.perf_counter()
     summary = run_demo(out, n_frames=frames, config=config, seed=seed)
     typer.echo(format_summary(summary))
@@ -94,9 +68,9 @@ def fit(
 
     inputs = [*data, library, *([config] if config else [])]
     check_output(out, "model", overwrite=overwrite, inputs=inputs)
-    cfg = _with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
+    cfg = with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
     lib = read_library(library)
-    spectra = join_inputs([read_spectra(path) for path in data], _window(window))
+    spectra = join_inputs([read_spectra(path) for path in data], parse_window(window))
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RepresentationWarning)
@@ -136,7 +110,7 @@ def classify(
     from eelsprint.data.io import read_spectra, write_dataset
     from eelsprint.data.outputs import check_folder_output, check_stems
 
-    grid = _nav_shape(nav_shape)
+    grid = parse_nav_shape(nav_shape)
     check_stems(data)
     check_folder_output(out, [f"{path.stem}.nc" for path in data], overwrite=overwrite)
     clf = FingerprintClassifier.load(model)
@@ -178,7 +152,7 @@ def report(
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
     metrics = run_report(
-        data, model, out, truth, frames_axis=frames_axis, config=config, nav_shape=_nav_shape(nav_shape)
+        data, model, out, truth, frames_axis=frames_axis, config=config, nav_shape=parse_nav_shape(nav_shape)
     )
     scores = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("accuracy", "nll", "ece") if metrics[k] is not None)
     typer.echo(
@@ -269,7 +243,7 @@ def watch(
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.realtime.watch import watch as watch_folder
 
-    grid = _nav_shape(nav_shape)
+    grid = parse_nav_shape(nav_shape)
     clf = FingerprintClassifier.load(model, progress=False)
     counts = {"done": 0, "skipped": 0}
     if not once:
@@ -284,78 +258,3 @@ def watch(
     except KeyboardInterrupt:
         typer.echo("stopped")
     typer.echo(f"{counts['done']} file(s) classified, {counts['skipped']} skipped")
-
-
-def _nav_shape(text: str | None) -> tuple[int, ...] | None:
-    """``"24,30,19"`` -> ``(24, 30, 19)``; a one-line ConfigError for anything else."""
-    if text is None:
-        return None
-    parts = [p.strip() for p in text.split(",")]
-    if not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ConfigError(
-            f"--nav-shape must be positive integers separated by commas (e.g. 24,30,19), got {text!r}"
-        )
-    return tuple(int(p) for p in parts)
-
-
-def _with_overrides(config: Config, epochs: int | None, seed: int | None) -> Config:
-    import dataclasses
-
-    train = config.train
-    if epochs is not None:
-        train = dataclasses.replace(train, epochs=epochs, raw_epochs=epochs)
-    if seed is not None:
-        train = dataclasses.replace(train, seed=seed)
-    return config.replace(train=train)
-
-
-def _window(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        lo, hi = (float(part) for part in text.split(","))
-    except ValueError:
-        raise ConfigError(f"--window {text!r}: expected LO,HI in eV, e.g. 677,737") from None
-    if not lo < hi:
-        raise ConfigError(f"--window {text!r}: LO must be below HI")
-    return lo, hi
-
-
-_received: list[int] = []
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    _received.append(signum)
-    raise KeyboardInterrupt
-
-
-def main() -> None:
-    """Entry point: one line and exit status 1 for every error a user can cause or meet.
-
-    ``--debug`` shows the traceback instead. SIGTERM is handled like Ctrl-C: temporary
-    files are removed and the command exits with 128 + the signal number.
-    """
-    signal.signal(signal.SIGTERM, _interrupt)
-    debug = "--debug" in sys.argv
-    try:
-        code = app(standalone_mode=False)
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        code = 130
-    except click.ClickException as err:  # usage errors: click's own message, exit 2
-        err.show()
-        sys.exit(err.exit_code)
-    except (EelsprintError, OSError) as err:
-        if debug:
-            raise
-        if isinstance(err, EelsprintError):
-            message = first_line(err)
-        else:  # an OSError we did not anticipate: still one line naming the file
-            message = f"{err.filename or 'eelsprint'}: {err.strerror or first_line(err)}"
-        typer.echo(f"error: {message}", err=True)
-        sys.exit(1)
-    if code == 130:  # Typer turns Ctrl-C (and so our SIGTERM) into exit code 130
-        number = _received[-1] if _received else signal.SIGINT
-        name = signal.Signals(number).name
-        typer.echo(f"error: interrupted by {name}; nothing half-written was left", err=True)
-        sys.exit(128 + number)
-    sys.exit(code if isinstance(code, int) else 0)
