@@ -142,6 +142,9 @@ def report(
     baselines: Annotated[bool, typer.Option(help="Score the baselines too.")] = True,
     seed: Annotated[int, typer.Option(help="Seed of the report's random choices.")] = 0,
     nav_shape: NavShapeOpt = None,
+    loop: Annotated[
+        Path | None, typer.Option(help="Active-learning loop record (JSON) to show in the report.")
+    ] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Measure MODEL on DATA (against TRUTH if given): report.html, metrics.json, posterior.nc."""
@@ -152,7 +155,14 @@ def report(
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
     metrics = run_report(
-        data, model, out, truth, frames_axis=frames_axis, config=config, nav_shape=parse_nav_shape(nav_shape)
+        data,
+        model,
+        out,
+        truth,
+        frames_axis=frames_axis,
+        config=config,
+        nav_shape=parse_nav_shape(nav_shape),
+        loop=loop,
     )
     scores = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("accuracy", "nll", "ece") if metrics[k] is not None)
     typer.echo(

@@ -139,6 +139,7 @@ def build_report(
     frames_axis: int | None = None,
     config: ReportConfig | None = None,
     progress: bool = False,
+    loop: list[dict[str, Any]] | None = None,
 ) -> Report:
     """Evaluate a fitted classifier on spectra; with ``labels``, against ground truth too.
 
@@ -159,6 +160,8 @@ def build_report(
     config : ReportConfig, optional
     progress : bool
         Show a progress bar over the report's stages.
+    loop : list of dict, optional
+        Rounds of an active-learning loop record (:class:`eelsprint.active.loop.LoopRecord`).
 
     Returns
     -------
@@ -185,7 +188,7 @@ def build_report(
         if len(labels) != len(x):
             raise InputDataError(f"truth has {len(labels)} labels but the data have {len(x)} pixels")
     bar = tqdm(total=7, desc="report", disable=not progress, leave=False)
-    data = ReportData(clf, x, frames, labels, config, bar)
+    data = ReportData(clf, x, frames, labels, config, bar, loop)
     metrics, sections, posterior = compute_sections(data)
     bar.close()
     return Report(metrics, sections, posterior)
@@ -238,17 +241,20 @@ def run_report(
     config: ReportConfig | None = None,
     progress: bool = True,
     nav_shape: tuple[int, ...] | None = None,
+    loop: str | Path | None = None,
 ) -> dict[str, Any]:
     """Read inputs and model, build the report and write it (what ``eelsprint report`` runs).
 
     ``nav_shape`` is every input's scan grid (see :func:`eelsprint.data.io.read_spectra`):
     ``(24, 30, 19)`` turns a flat file into 24 frames of 30 x 19, each mapped on its own.
+    ``loop`` is an active-learning loop record (JSON) for the report's active-learning section.
 
     Returns
     -------
     dict
         The metrics written to ``metrics.json``.
     """
+    from eelsprint.active.loop import LoopRecord
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.io import read_spectra
 
@@ -256,9 +262,10 @@ def run_report(
     spectra = [read_spectra(path, nav_shape) for path in data]
     n_pixels = sum(math.prod(s.nav_shape) for s in spectra)
     labels = read_truth(truth, clf.classes_, n_pixels) if truth is not None else None
+    rounds = LoopRecord.open(loop).rounds if loop is not None else None
     names = [Path(path).stem for path in data]
     report = build_report(
-        clf, spectra, names, labels, frames_axis=frames_axis, config=config, progress=progress
+        clf, spectra, names, labels, frames_axis=frames_axis, config=config, progress=progress, loop=rounds
     )
     write_report(report, out)
     return report.metrics

@@ -25,6 +25,7 @@ __all__ = [
     "denoised_spectra",
     "fractions",
     "library_latents",
+    "png",
     "posterior_predictive",
     "reliability",
     "selective",
@@ -37,7 +38,8 @@ DPI = 90
 _OUTSIDE = "#b0b0b0"
 
 
-def _png(fig: Figure) -> bytes:
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
     return buffer.getvalue()
@@ -85,7 +87,7 @@ def class_maps(
         handles.append(Patch(color=_OUTSIDE, label="not in library"))
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
     fig.suptitle(title)
-    return _png(fig)
+    return png(fig)
 
 
 def value_maps(rows: Mapping[str, Sequence[np.ndarray]], titles: Sequence[str], title: str) -> bytes:
@@ -105,7 +107,7 @@ def value_maps(rows: Mapping[str, Sequence[np.ndarray]], titles: Sequence[str], 
         axes[r, 0].set_ylabel(name, fontsize=9)
         fig.colorbar(image, ax=axes[r, :].tolist(), shrink=0.9)
     fig.suptitle(title)
-    return _png(fig)
+    return png(fig)
 
 
 def fractions(
@@ -136,7 +138,7 @@ def fractions(
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"Class fractions per frame ({hdi:.0%} HDI over posterior draws)")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def silhouettes(frames: Sequence[str], vae: Sequence[float | None], pca: Sequence[float | None]) -> bytes:
@@ -152,7 +154,7 @@ def silhouettes(frames: Sequence[str], vae: Sequence[float | None], pca: Sequenc
     ax.axhline(0, color="k", lw=0.5)
     ax.set_title("Cluster separation of the predicted classes")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def tsne_panels(panels: dict[str, np.ndarray], labels: np.ndarray, classes: Sequence[str]) -> bytes:
@@ -167,7 +169,7 @@ def tsne_panels(panels: dict[str, np.ndarray], labels: np.ndarray, classes: Sequ
         ax.set_yticks([])
     handles = [Patch(color=c, label=n) for c, n in zip(colours, classes, strict=True)]
     fig.legend(handles=handles, loc="outside right center", fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def denoised_spectra(
@@ -188,7 +190,7 @@ def denoised_spectra(
         ax.set_xlabel("energy loss (eV)")
     axes[0].set_ylabel("intensity")
     axes[-1].legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def library_latents(
@@ -216,7 +218,7 @@ def library_latents(
     ax.set_xlabel(f"latent dimension {a}")
     ax.set_ylabel(f"latent dimension {b}")
     ax.set_title("Library latent Gaussians (2 sd) over the data's latents")
-    return _png(fig)
+    return png(fig)
 
 
 def posterior_predictive(
@@ -243,7 +245,7 @@ def posterior_predictive(
     ax.axhline(0, color="C3", lw=0.5)
     ax.set_title("residual mean +- sd", fontsize=9)
     ax.set_xlabel("energy loss (eV)")
-    return _png(fig)
+    return png(fig)
 
 
 def reliability(curves: dict[str, ReliabilityCurve], eces: dict[str, float]) -> bytes:
@@ -259,7 +261,7 @@ def reliability(curves: dict[str, ReliabilityCurve], eces: dict[str, float]) -> 
         ax.set_xlim(0, 1.01)
         ax.set_ylim(0, 1.01)
     axes[0].set_ylabel("accuracy")
-    return _png(fig)
+    return png(fig)
 
 
 def selective(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
@@ -272,7 +274,7 @@ def selective(curves: dict[str, tuple[np.ndarray, np.ndarray]]) -> bytes:
     ax.set_ylabel("accuracy of kept pixels")
     ax.set_title("Selective prediction")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png(fig)
 
 
 def confusion(matrix: np.ndarray, classes: Sequence[str]) -> bytes:
@@ -286,4 +288,4 @@ def confusion(matrix: np.ndarray, classes: Sequence[str]) -> bytes:
     ax.set_yticks(range(len(classes) + 1), [*classes, "not in library"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    return _png(fig)
+    return png(fig)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -161,6 +161,7 @@ class ReportData:
     labels: np.ndarray | None  # ground truth, -1 = in no library class
     config: ReportConfig
     bar: tqdm
+    loop: list[dict[str, Any]] | None = None  # rounds of an active-learning loop record
 
     @property
     def starts(self) -> np.ndarray:

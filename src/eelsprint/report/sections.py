@@ -20,6 +20,7 @@ from eelsprint.inference.sampling import (
     to_inference_data,
 )
 from eelsprint.report import embedding, figures
+from eelsprint.report.active import active_section
 from eelsprint.report.baselines import DESCRIPTIONS, run_baselines
 from eelsprint.report.html import Image, Section, Table
 from eelsprint.report.inputs import ReportData
@@ -64,6 +65,7 @@ def compute_sections(d: ReportData) -> tuple[dict[str, Any], list[Section], az.I
     sections = [Section("Summary"), _maps(d, pred, ds)]
     sections.append(_fractions(d, idata, metrics))
     sections.append(_uncertainty(d, ds, metrics))
+    sections.append(active_section(d, ds, d.loop))
 
     d.step("baselines")
     baselines = {}

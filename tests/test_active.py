@@ -1,0 +1,277 @@
+"""Active learning: acquisition functions with known answers, spread batches, suggest/update/loop
+through the command line, and every bad input (one line, file named, exit 1, nothing written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from eelsprint import Config, FingerprintClassifier
+from eelsprint.active.acquisition import STRATEGIES, acquisition_scores, bald, entropy, margin
+from eelsprint.active.loop import LoopRecord
+from eelsprint.active.suggest import spread_batch, suggest
+from eelsprint.data.io import read_dataset, write_dataset
+from eelsprint.data.simulate import simulate_series
+from eelsprint.data.spectra import Library
+from eelsprint.exceptions import InputDataError
+
+from .test_cli import run_cli
+
+LN2, LN3 = np.log(2.0), np.log(3.0)
+
+
+def hand_made() -> xr.Dataset:
+    """Three pixels: certain, a two-way tie, a three-way tie; epistemic and ood_score set by hand."""
+    proba = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1 / 3, 1 / 3, 1 / 3]])
+    return xr.Dataset(
+        {
+            "proba": (("pixel", "class"), proba),
+            "label": (("pixel",), proba.argmax(-1)),
+            "epistemic": (("pixel",), np.array([0.1, 0.3, 0.2])),
+            "ood_score": (("pixel",), np.array([5.0, 0.0, 1.0])),
+        },
+        coords={"class": ["a", "b", "c"]},
+        attrs={"source": "hand-made"},
+    )
+
+
+def test_acquisition_functions_on_a_hand_made_result() -> None:
+    ds = hand_made()
+    np.testing.assert_allclose(acquisition_scores(ds, "entropy"), [0.0, LN2, LN3], atol=1e-9)
+    np.testing.assert_allclose(acquisition_scores(ds, "margin"), [0.0, 1.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(acquisition_scores(ds, "bald"), [0.1, 0.3, 0.2])
+    np.testing.assert_allclose(acquisition_scores(ds, "ood"), [5.0, 0.0, 1.0])
+    first, again, other = (acquisition_scores(ds, "random", seed) for seed in (0, 0, 1))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert set(STRATEGIES) == {"entropy", "bald", "margin", "ood", "random"}
+
+
+def test_bald_from_posterior_draws() -> None:
+    # two draws that disagree completely: H[mean] = ln 2, mean H = 0; two that agree: 0
+    draws = np.array([[[1.0, 0.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]]])  # (S=2, n=2, C=2)
+    np.testing.assert_allclose(bald(draws), [LN2, 0.0], atol=1e-9)
+    np.testing.assert_allclose(entropy(np.array([0.25, 0.25, 0.5])), 1.5 * LN2, atol=1e-12)
+    np.testing.assert_allclose(margin(np.array([0.2, 0.5, 0.3])), 0.8)
+
+
+def test_unknown_strategy_and_missing_variable() -> None:
+    ds = hand_made()
+    with pytest.raises(InputDataError, match="unknown strategy 'greedy'"):
+        acquisition_scores(ds, "greedy")
+    with pytest.raises(InputDataError, match="hand-made: no 'ood_score' variable"):
+        acquisition_scores(ds.drop_vars("ood_score"), "ood")
+
+
+def test_spread_batch_keeps_picks_apart_within_a_frame() -> None:
+    yy, xx = np.mgrid[:5, :5]
+    peak = -np.hypot(yy - 2, xx - 2)  # one smooth bump at (2, 2)
+    # without spacing the bump's neighbours come next: (2,2), then (1,2) and (2,1) at distance 1
+    np.testing.assert_array_equal(spread_batch(peak, 3, 0.0), [12, 7, 11])
+    # spacing 2: (2,2), then the first of the distance-2 ring (0,2), then (2,0), 2.8 from (0,2)
+    np.testing.assert_array_equal(spread_batch(peak, 3, 2.0), [12, 2, 10])
+    # frames are separate scans: the second frame's peak is not blocked by the first's
+    np.testing.assert_array_equal(spread_batch(np.stack([peak, peak]), 2, 2.0), [12, 37])
+    np.testing.assert_array_equal(spread_batch(peak, 1, 2.0, exclude=np.array([12])), [7])
+
+
+def test_suggest_table_and_k_bounds() -> None:
+    ds = hand_made()
+    table = suggest(ds, 2, "entropy", min_distance=0)
+    assert list(table.columns) == ["rank", "pixel", "score", "label", "probability"]
+    np.testing.assert_array_equal(table["pixel"], [2, 1])
+    np.testing.assert_allclose(table["score"], [LN3, LN2], atol=1e-9)
+    assert list(table["label"]) == ["a", "a"]
+    np.testing.assert_allclose(table["probability"], [1 / 3, 0.5])
+    with pytest.raises(InputDataError, match="k = 4 must be between 1 and the 3 pixels available"):
+        suggest(ds, 4, "entropy", min_distance=0)
+    with pytest.raises(InputDataError, match="k = 3 must be between 1 and the 2 pixels available"):
+        suggest(ds, 3, "entropy", min_distance=0, exclude=np.array([0]))
+
+
+# -- the command line on a model fitted without one class ---------------------------------------
+SHAPE = (2, 12, 16)
+
+
+@pytest.fixture(scope="module")
+def loop_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A 3-class model (F50 left out of the library) fitted on a 2 x 12 x 16 series (~20 s), the
+    series as a flat .npz, and its high-dose twin (same truth, 10 x the counts)."""
+    root = tmp_path_factory.mktemp("active")
+    s = simulate_series(n_frames=SHAPE[0], shape=SHAPE[1:], seed=3)
+    high = simulate_series(n_frames=SHAPE[0], shape=SHAPE[1:], seed=3, dose=600.0)
+    assert np.array_equal(s.labels, high.labels)
+    lib = s.library
+    keep = lib.labels != "F50"
+    three = Library(lib.spectra[keep], lib.energy, lib.labels[keep], "three classes")
+    cfg = {
+        "train": {"epochs": 5, "raw_epochs": 5, "gp_iterations": 100},
+        "head": {"n_points": 2048, "epochs": 5},
+    }
+    clf = FingerprintClassifier(config=Config.from_dict(cfg), progress=False).fit(s.spectra, three)
+    clf.save(root / "model")
+    flat = s.spectra.data.reshape(-1, s.spectra.n_channels)
+    np.savez(root / "scan.npz", x=flat, energy=s.spectra.energy)
+    added = ~keep
+    np.savez(root / "f50.npz", spectra=lib.spectra[added], energy=lib.energy, labels=lib.labels[added])
+    return {"root": root, "clf": clf, "series": s, "high": high, "flat": flat}
+
+
+@pytest.fixture(scope="module")
+def result_nc(loop_env: dict) -> Path:
+    """``eelsprint classify`` of the flat file with ``--nav-shape 2,12,16``."""
+    root = loop_env["root"]
+    args = ["classify", str(root / "scan.npz"), "--model", str(root / "model"), "--out", str(root / "res")]
+    with pytest.MonkeyPatch.context() as mp:
+        code, _, err = run_cli(mp, _NoCapture(), *args, "--nav-shape", "2,12,16")
+    assert code == 0, err
+    return root / "res" / "scan.nc"
+
+
+class _NoCapture:
+    """A stand-in for capsys in module fixtures (output goes to the terminal)."""
+
+    def readouterr(self) -> tuple[str, str]:
+        return "", ""
+
+
+def ok(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: object) -> str:
+    """Run the command line; assert it succeeded; its stdout."""
+    code, text, err = run_cli(monkeypatch, capsys, *map(str, args))
+    assert code == 0, err
+    return text
+
+
+def pixels_of(table: pd.DataFrame) -> np.ndarray:
+    """Flat indices of a (frame, y, x) table on the 2 x 12 x 16 scan."""
+    return np.ravel_multi_index((table["frame"], table["y"], table["x"]), SHAPE)
+
+
+def test_suggest_csv_round_trips_to_the_right_pixels(
+    loop_env: dict, result_nc: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "targets.csv"
+    text = ok(monkeypatch, capsys, "suggest", result_nc, "--k", 10, "--strategy", "entropy", "--out", out)
+    assert "10 pixels by entropy" in text
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["rank", "frame", "y", "x", "score", "label", "probability"]
+    # the rows of the flat input file at those coordinates, classified on their own
+    clf, flat = loop_env["clf"], pixels_of(table)
+    alone = clf.classify(loop_env["flat"][flat], loop_env["series"].spectra.energy)
+    np.testing.assert_allclose(table["score"], alone["entropy"].values, rtol=1e-5, atol=1e-6)
+    assert list(table["label"]) == list(clf.classes_[alone["label"].values])
+    assert (np.diff(table["score"]) <= 1e-9).all()  # ranked
+
+
+def test_loop_update_with_labels_then_resume(
+    loop_env: dict, result_nc: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    loop, targets, labels = tmp_path / "loop.json", tmp_path / "round1.csv", tmp_path / "labels.csv"
+    ok(monkeypatch, capsys, "suggest", result_nc, "--k", 12, "--out", targets, "--loop", loop)
+    table = pd.read_csv(targets)
+    truth = loop_env["series"].labels.reshape(-1)[pixels_of(table)]
+    names = np.asarray(loop_env["series"].library.classes)
+    table["class"] = np.where(truth > 0, names[np.maximum(truth, 0)], "F25")  # F50 is not in the model
+    table[["frame", "y", "x", "class"]].to_csv(labels, index=False)
+    model, new = loop_env["root"] / "model", tmp_path / "model2"
+    text = ok(monkeypatch, capsys, "update", model, "--out", new, "--result", result_nc, "--labels", labels,
+              "--loop", loop)  # fmt: skip
+    assert "12 labelled" in text
+    updated = FingerprintClassifier.load(new, progress=False)
+    assert updated.diagnostics_["update"]["n_labelled"] == 12
+    assert updated.encoder_id_ == loop_env["clf"].encoder_id_  # encoders kept: old results stay valid
+    record = LoopRecord.open(loop)
+    assert record.rounds[0]["returned"]["labelled"] == 12 and record.rounds[0]["strategy"] == "bald"
+    # resume: the next round excludes every pixel of the first
+    second = tmp_path / "round2.csv"
+    ok(monkeypatch, capsys, "suggest", result_nc, "--k", 12, "--out", second, "--loop", loop)
+    assert not set(pixels_of(table)) & set(pixels_of(pd.read_csv(second)))
+    assert len(LoopRecord.open(loop).rounds) == 2
+
+
+def test_update_with_reacquired_spectra_and_merged_result(
+    loop_env: dict, result_nc: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    ds = read_dataset(result_nc)
+    # the most uncertain pixels of the model's own classes (F50 and outliers stay uncertain at any dose)
+    outside = np.flatnonzero(loop_env["series"].labels.reshape(-1) <= 0)
+    table = suggest(ds, 10, "entropy", exclude=outside)
+    table.to_csv(tmp_path / "pixels.csv", index=False)
+    flat, high = pixels_of(table), loop_env["high"].spectra
+    x_high = high.data.reshape(-1, high.n_channels)[flat]
+    np.savez(tmp_path / "re.npz", x=x_high, energy=high.energy)
+    merged = tmp_path / "merged.nc"
+    args = ["--result", result_nc, "--reacquired", tmp_path / "re.npz", "--pixels", tmp_path / "pixels.csv"]
+    args += ["--out", tmp_path / "m2", "--merged", merged]
+    ok(monkeypatch, capsys, "update", loop_env["root"] / "model", *args)
+    got = read_dataset(merged)["entropy"].values.reshape(-1)
+    again = loop_env["clf"].classify(x_high, high.energy)
+    np.testing.assert_allclose(got[flat], again["entropy"].values, rtol=1e-5, atol=1e-6)
+    rest = np.setdiff1d(np.arange(got.size), flat)
+    np.testing.assert_array_equal(got[rest], ds["entropy"].values.reshape(-1)[rest])
+    before, after = ds["entropy"].values.reshape(-1)[flat].mean(), again["entropy"].values.mean()
+    # 10 x the dose makes the entropy-picked pixels clearer: measured mean entropy 0.713 -> 0.083
+    assert after < 0.3 * before, (before, after)
+
+
+def test_update_adds_a_missing_class(loop_env: dict, tmp_path: Path, monkeypatch, capsys) -> None:
+    model, added = loop_env["root"] / "model", loop_env["root"] / "f50.npz"
+    ok(monkeypatch, capsys, "update", model, "--out", tmp_path / "m3", "--library", added)
+    new = FingerprintClassifier.load(tmp_path / "m3", progress=False)
+    assert list(new.classes_) == ["F25", "F12.5", "F0", "F50"]
+    s = loop_env["series"]
+    truth = s.labels.reshape(-1)
+    f50, others = truth == 0, truth > 0
+    before = loop_env["clf"].predict(s.spectra).reshape(-1)
+    after = new.predict(s.spectra).reshape(-1)
+    names = np.asarray(s.library.classes)[truth[others]]
+    kept, kept_before = (after[others] == names).mean(), (before[others] == names).mean()
+    print((after[f50] == "F50").mean(), kept, kept_before)
+    assert (before[f50] == "F50").mean() == 0.0  # the class did not exist
+    assert (after[f50] == "F50").mean() > 0.9  # measured 1.0
+    assert kept > kept_before - 0.05, (kept, kept_before)  # measured 0.905 vs
+    assert new.diagnostics_["update"]["advise_fit"] is False
+
+
+@pytest.mark.parametrize(
+    "case", ["foreign_result", "outside_scan", "unknown_class", "k_too_large", "pixels_without_result"]
+)
+def test_bad_input_one_line_nothing_written(
+    case: str, loop_env: dict, result_nc: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    model, out, labels = str(loop_env["root"] / "model"), tmp_path / "out", tmp_path / "labels.csv"
+    row = {"frame": [0], "y": [1], "x": [2], "class": ["F25"]}
+    if case == "outside_scan":
+        row["y"] = [12]
+    if case == "unknown_class":
+        row["class"] = ["F99"]
+    pd.DataFrame(row).to_csv(labels, index=False)
+    update = ["update", model, "--out", str(out), "--labels", str(labels)]
+    if case == "foreign_result":
+        ds = read_dataset(result_nc)
+        ds.attrs["encoder_id"] = "0123456789abcdef"
+        other = tmp_path / "other.nc"
+        write_dataset(ds, other)
+        args, expect = [*update, "--result", str(other)], f"{other}: was made by another model"
+    elif case == "outside_scan":
+        args, expect = (
+            [*update, "--result", str(result_nc)],
+            f"{labels}: row 1: y = 12 is outside the scan (y runs 0..11)",
+        )
+    elif case == "unknown_class":
+        args, expect = [*update, "--result", str(result_nc)], f"{labels}: class 'F99' is not in the library"
+    elif case == "k_too_large":
+        out = tmp_path / "t.csv"
+        args = ["suggest", str(result_nc), "--k", "385", "--out", str(out)]
+        expect = "k = 385 must be between 1 and the 384 pixels available"
+    else:
+        args, expect = update, "pass it with --result"
+    code, text, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 1, (text, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], err
+    assert not out.exists()
