@@ -4,7 +4,8 @@ Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table -->`` in its d
 rendered from one file: ``evaluation/results/demo-summary.json`` (``eelsprint demo``),
 ``bench-cpu-2core.json`` (``evaluation/bench.py``), ``fit-13680-cpu-2core.json``
 (``evaluation/bench_fit.py``), ``model_card_metrics.json`` (``evaluation/model_card_metrics.py``),
-``seed_study.json`` (``evaluation/seed_study.py``) and ``models/default/model.json``.
+``seed_study.json`` (``evaluation/seed_study.py``), ``active_loop.json``
+(``evaluation/active_loop.py``) and ``models/default/model.json``.
 ``tests/test_docs_tables.py`` fails when a document no longer matches its files.
 
 Usage::
@@ -227,8 +228,35 @@ def card_diagnostics() -> str:
     return _table(["diagnostic", "value"], rows)
 
 
+def active_loop() -> str:
+    """The replay's headline: re-acquisitions each strategy needs to reach random's final accuracy."""
+    result = _json("active_loop.json")
+    args, summary = result["args"], result["summary"]
+    rows = []
+    for name, row in summary["to_reach_random_final"].items():
+        curve = summary["curves"][name]["accuracy"]
+        pixels = "never" if row["pixels"] is None else f"{row['pixels']:.0f}"
+        share = "-" if row["share_of_random"] is None else f"{row['share_of_random']:.2f}"
+        gain = f"{row['final_gain_over_random']:+.4f} ± {row['final_gain_sd']:.4f}"
+        rows.append([name, f"{curve['mean'][0]:.3f} → {curve['mean'][-1]:.3f}", pixels, share, gain])
+    final = summary["n_reacquired"][-1]
+    header = [
+        "strategy",
+        f"accuracy, 0 → {final:.0f} re-acquired (mean)",
+        f"re-acquisitions to reach random's {summary['random_final_accuracy']:.3f}",
+        "share of random's",
+        "final accuracy − random's (paired, ± sd)",
+    ]
+    note = (
+        f"\n\n{args['library']} library, {len(args['seeds'])} seeds; {args['frames']} frame(s) of "
+        f"{args['shape'][0]} x {args['shape'][1]} pixels at dose {args['dose']:g}, re-acquired at "
+        f"{args['dose_factor']:g} x; {args['rounds']} rounds of {args['k']} pixels; GP refitted each round."
+    )
+    return _table(header, rows) + note
+
+
 TABLES: dict[Path, dict[str, Callable[[], str]]] = {
-    README: {"demo": demo, "bench": bench, "fit": fit},
+    README: {"demo": demo, "bench": bench, "fit": fit, "active-loop": active_loop},
     CARD: {
         "card-diagnostics": card_diagnostics,
         "card-metrics": card_metrics,
