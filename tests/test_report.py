@@ -17,6 +17,7 @@ from typing import Any
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -239,6 +240,7 @@ def test_every_embedded_image_decodes(written: Path) -> None:
         "Uncertainty quality",
         "Latent space",
         "Posterior-predictive check",
+        "Active learning",
     ):
         assert f">{section}</h2>" in html
 
@@ -393,6 +395,27 @@ def test_cli_report_without_truth(fitted_dir: Path, series: SimulatedSeries, tmp
     assert len(saved["silhouette_vae"]) == 1 and saved["silhouette_vae"][0] is not None
     assert len(_decoded_images((out / "report.html").read_text(encoding="utf-8"))) >= 7
     assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "posterior.nc", "report.html"]
+
+
+def test_cli_report_with_a_loop_record(fitted_dir: Path, series: SimulatedSeries, tmp_path: Path) -> None:
+    """``--loop``: the active-learning section tabulates the rounds and plots their metrics."""
+    from eelsprint.active.loop import LoopRecord
+
+    data = tmp_path / "frame0.npz"
+    np.savez(data, x=series.spectra.data[0], energy=series.spectra.energy)
+    record = LoopRecord(tmp_path / "loop.json")
+    for r, acc in enumerate((0.81, 0.86)):
+        pixels = pd.DataFrame({"y": [r, 5], "x": [3, 7 + r]})
+        record.start_round(pixels, ("y", "x"), strategy="bald")
+        record.finish_round({"labelled": 0, "reacquired_used": 2 - r, "new_classes": []}, {"accuracy": acc})
+    args = ["report", str(data), "--model", str(fitted_dir), "--draws", "10", "--no-baselines"]
+    plain = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plain")])
+    looped = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "loop"), "--loop", str(record.path)])
+    assert plain.exit_code == 0 and looped.exit_code == 0, (plain.output, looped.output)
+    html = (tmp_path / "loop" / "report.html").read_text(encoding="utf-8")
+    assert ">Active learning</h2>" in html and "BALD (nat)" in html and "Rounds of the loop record." in html
+    n_plain = len(_decoded_images((tmp_path / "plain" / "report.html").read_text(encoding="utf-8")))
+    assert len(_decoded_images(html)) == n_plain + 1  # the loop's curves
 
 
 def test_cli_report_bad_truth_is_one_line(fitted_dir: Path, series: SimulatedSeries, tmp_path: Path) -> None:
