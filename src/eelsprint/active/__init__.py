@@ -6,3 +6,5 @@
 encoders, :mod:`~eelsprint.active.gaps` finds pixels no library class explains and
 :mod:`~eelsprint.active.loop` records the rounds of a loop so it can stop and resume.
 """
+
+__all__: list[str] = []
