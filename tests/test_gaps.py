@@ -25,6 +25,9 @@ from eelsprint.data.simulate import fingerprint_library
 from eelsprint.data.spectra import Library
 from eelsprint.exceptions import ConfigError, InputDataError
 
+from .conftest import SHARED_DATA
+from .test_evaluation_scripts import load
+
 HELD = "F50"
 
 
@@ -143,3 +146,31 @@ def test_bad_input_one_line_nothing_written(case: Case, tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="narrow: library covers"):
         write_gaps(report, out, narrow)
     assert not out.exists()
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mxene_dft").is_dir(), reason="../shared/data/mxene_dft not present")
+def test_gap_study_smoke(tmp_path: Path) -> None:
+    """``evaluation/gap_study.py`` with tiny arguments: JSON and markdown written, the numbers consistent."""
+    out, md = tmp_path / "g.json", tmp_path / "g.md"
+    args = [
+        "--cases",
+        "mxene:F50",
+        "--seeds",
+        "0",
+        "--thresholds",
+        "2",
+        "--frames",
+        "1",
+        "--shape",
+        "12",
+        "16",
+    ]
+    args += ["--epochs", "1", "--gp-iterations", "20", "--json", str(out), "--markdown", str(md)]
+    result = load("gap_study").main(args)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    run = result["cases"]["mxene:F50"][0]["threshold 2"]
+    assert run["n_gaps"] == len(run["gaps"])
+    if run["n_gaps"]:
+        d = run["top_distance"]
+        assert run["pass"] == (min(d, key=d.__getitem__) == "F50" and run["top_cosine_to_held_out"] >= 0.9)
+    assert "| mxene:F50 | 0 |" in md.read_text() and "criterion met in" in md.read_text()
