@@ -337,12 +337,12 @@ def _png(report: GapReport, classes: list[str], means: np.ndarray) -> bytes:
     from matplotlib.figure import Figure
 
     n_gaps, nav = len(report.prototypes), report.nav_shape
-    grid = np.full(math.prod(nav), np.nan)
+    grid = np.zeros(math.prod(nav))  # 0: explained, i: gap i
     for i, rows in enumerate(report.pixels):
         grid[rows] = i + 1
     frames = (grid.reshape(-1, *nav[-2:]) if len(nav) >= 2 else grid.reshape(1, 1, -1))[:6]
     cols = max(n_gaps, len(frames))
-    fig = Figure(figsize=(3.2 * cols, 5.6))
+    fig = Figure(figsize=(3.2 * cols, 6.0), layout="constrained")
     fig.suptitle(f"{n_gaps} library gap(s) in {math.prod(nav)} pixels")
     axes = fig.subplots(2, cols, squeeze=False)
     dist = relative_distance(report.prototypes, means)
@@ -355,11 +355,11 @@ def _png(report: GapReport, classes: list[str], means: np.ndarray) -> bytes:
         ax.plot(report.energy, means[k], "k--", lw=0.8, label=f"{classes[k]} (d={dist[i, k]:.2f})")
         ax.set(title=f"gap{i + 1}: {len(report.pixels[i])} px", xlabel="energy loss (eV)")
         ax.legend(fontsize=7)
-    cmap = ListedColormap([f"C{i}" for i in range(max(n_gaps, 1))])
+    cmap = ListedColormap(["#d9d9d9", *(f"C{i}" for i in range(n_gaps))])
     for f, ax in enumerate(axes[1]):
         ax.axis("off")
         if f < len(frames):
-            ax.imshow(frames[f], cmap=cmap, vmin=0.5, vmax=max(n_gaps, 1) + 0.5, interpolation="nearest")
+            ax.imshow(frames[f], cmap=cmap, vmin=-0.5, vmax=n_gaps + 0.5, interpolation="nearest")
             ax.set_title(f"frame {f}" if len(nav) > 2 else "gap pixels")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
