@@ -241,8 +241,8 @@ def find_gaps(
     Raises
     ------
     InputDataError
-        ``result`` does not belong to ``X`` (navigation shape) or to ``clf`` (classes), or there are
-        fewer than ``2 * min_pixels`` pixels.
+        ``result`` does not belong to ``X`` (navigation shape) or to ``clf`` (classes, encoder), or
+        there are fewer than ``2 * min_pixels`` pixels.
     ConfigError
         ``max_gaps < 1``, ``min_pixels < 2`` or ``threshold <= 0``.
     """
