@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from eelsprint import FingerprintClassifier
 from eelsprint.active.acquisition import STRATEGIES
@@ -64,11 +65,17 @@ def replay(
     low: Spectra,
     high: Spectra,
     labels: np.ndarray,
+    hard: np.ndarray,
     strategy: str,
     args: Any,
     seed: int,
 ) -> list[dict[str, float]]:
-    """One strategy's loop from the fitted model: metrics after 0, k, 2k, ... re-acquisitions."""
+    """One strategy's loop from the fitted model: metrics after 0, k, 2k, ... re-acquisitions.
+
+    Each round also records what the picked pixels were: the share the model had wrong before
+    re-acquiring them, the share it has right after the round, and the share of ``hard`` pixels
+    (mixed at a boundary or in no library class: no dose makes them unambiguous).
+    """
     x = low.data.reshape(-1, low.n_channels).copy()
     x_high = high.data.reshape(-1, high.n_channels)
     shape = low.nav_shape
@@ -81,6 +88,8 @@ def replay(
         table = suggest(ds, args.k, strategy, min_distance=2.0, exclude=done, seed=seed * 1000 + r)
         flat = np.ravel_multi_index(tuple(table[d].to_numpy() for d in ds["label"].dims), shape)
         acquired += flat.tolist()
+        truth = labels[flat]
+        wrong_before = float((ds["label"].values.reshape(-1)[flat] != truth).mean())
         x[flat] = x_high[flat]
         evidence, _ = reacquired_evidence(model, Spectra(x_high[flat], high.energy, "re-acquired"), 0.9)
         gathered = merge_evidence(gathered, evidence)
@@ -88,7 +97,10 @@ def replay(
             model = clf.update(gathered)
         ds = model.classify(Spectra(x.reshape(*shape, -1), low.energy, low.source))
         used = 0 if gathered is None else len(gathered.labels)
-        curve.append({"n": len(acquired), **metrics(ds, labels), "evidence": used})
+        right_after = float((ds["label"].values.reshape(-1)[flat] == truth).mean())
+        picks = {"picked_wrong_before": wrong_before, "picked_right_after": right_after,
+                 "picked_hard": float(hard[flat].mean())}  # fmt: skip
+        curve.append({"n": len(acquired), **metrics(ds, labels), "evidence": used, **picks})
     return curve
 
 
@@ -117,6 +129,10 @@ def summarise(runs: dict[str, list[list[dict]]]) -> dict[str, Any]:
             }
         acc[name] = np.array([[p["accuracy"] for p in curve] for curve in seeds])
         out["curves"][name] = stats
+        out.setdefault("picks", {})[name] = {
+            key: float(np.mean([p[key] for curve in seeds for p in curve[1:]]))
+            for key in ("picked_wrong_before", "picked_right_after", "picked_hard")
+        }
     if "random" in acc:
         target = float(acc["random"].mean(0)[-1])
         reach = pixels_to_reach(acc, ns, target)
@@ -171,14 +187,17 @@ def markdown(summary: dict[str, Any], args: Any) -> str:
         f"Random selection's final mean accuracy: {summary['random_final_accuracy']:.4f} after "
         f"{summary['n_reacquired'][-1]:.0f} re-acquisitions.",
         "",
-        "| strategy | re-acquisitions to reach it | share of random's | final accuracy - random's (sd) |",
-        "|---|---|---|---|",
+        "| strategy | re-acquisitions to reach it | share of random's | final accuracy - random's (sd) "
+        "| picked: wrong before | right after | hard (mixed or out of library) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, row in summary["to_reach_random_final"].items():
         pixels = "never" if row["pixels"] is None else f"{row['pixels']:.0f}"
         share = "-" if row["share_of_random"] is None else f"{row['share_of_random']:.2f}"
         gain = f"{row['final_gain_over_random']:+.4f} ({row['final_gain_sd']:.4f})"
-        lines.append(f"| {name} | {pixels} | {share} | {gain} |")
+        p = summary["picks"][name]
+        picks = f"{p['picked_wrong_before']:.2f} | {p['picked_right_after']:.2f} | {p['picked_hard']:.2f}"
+        lines.append(f"| {name} | {pixels} | {share} | {gain} | {picks} |")
     return "\n".join(lines) + "\n"
 
 
@@ -196,10 +215,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--gp-iterations", type=int, default=300)
     parser.add_argument("--no-update", dest="update", action="store_false")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared machine)")
     parser.add_argument("--json", type=Path, default=RESULTS / "active_loop.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "active_loop.md")
     parser.add_argument("--figure", type=Path, default=RESULTS / "active_loop.png")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     found = libraries([args.library], DATA)
     if args.library not in found:
@@ -217,8 +238,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg = config(low.background_window, normalise, lib, args, seed)
         clf = FingerprintClassifier(config=cfg, progress=False).fit(low.spectra, lib)
         labels = low.labels.reshape(-1)
+        hard = low.mixed.reshape(-1) | (labels < 0)
         for name in args.strategies:
-            runs[name].append(replay(clf, low.spectra, high.spectra, labels, name, args, seed))
+            runs[name].append(replay(clf, low.spectra, high.spectra, labels, hard, name, args, seed))
         line = ", ".join(f"{n} {runs[n][-1][-1]['accuracy']:.3f}" for n in args.strategies)
         print(f"seed {seed}: start {runs[args.strategies[0]][-1][0]['accuracy']:.3f}; final {line} "
               f"({time.perf_counter() - start:.0f} s)", flush=True)  # fmt: skip

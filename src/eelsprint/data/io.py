@@ -282,7 +282,7 @@ def _read_library_csv(path: Path, min_classes: int = 2) -> Library:
             rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputDataError(f"{path}: cannot read CSV file ({first_line(err)})") from None
-    if len(rows) < 3 or len(rows[0]) < 3:
+    if len(rows) < 3 or len(rows[0]) < 1 + max(min_classes, 1):
         raise InputDataError(
             f"{path}: expected a header row (energy, label, label, ...) and at least two energy rows"
         )
