@@ -19,8 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.data.atomic import write_json
 from eelsprint.data.simulate import simulate_series
@@ -29,7 +27,7 @@ from eelsprint.inference.recalibrate import latent_moments, scaled_proba
 from eelsprint.report.scoring import entropy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.quality import baselines, scores  # noqa: E402
+from tests.quality import baselines, scores
 
 
 def measure(seed: int) -> dict:
@@ -70,7 +68,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(
             f"seed {seed}: accuracy {held['eelsprint']['accuracy']:.4f} ece {held['eelsprint']['ece']:.4f} "
             f"nll {held['eelsprint']['nll']:.4f} | nearest {held['nearest_fingerprint']['accuracy']:.4f} "
-            f"pca+nearest {held['pca_nearest_fingerprint']['accuracy']:.4f} | ood {held['ood_auroc_epistemic']:.4f} "
+            f"pca+nearest {held['pca_nearest_fingerprint']['accuracy']:.4f} "
+            f"| ood {held['ood_auroc_epistemic']:.4f} "
             f"plugin {held['ood_auroc_plugin_entropy']:.4f} | train {runs[-1]['training_series']}",
             flush=True,
         )
