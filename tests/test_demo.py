@@ -47,14 +47,13 @@ def test_demo_writes_everything_and_scores_itself(
     # accuracy and its NLL 27.6 nats per error). Short schedule (2 frames, 15 epochs).
     nearest = summary["nearest_fingerprint"]["accuracy"]
     print(m, nearest)
-    # Not re-measured in this change (a fit: the shared machine was too loaded); the full schedule's
-    # demo: 0.961 vs 0.950, ECE 0.006 vs 0.050, NLL 0.105 vs 1.38 (evaluation/results/demo-summary.json)
-    assert m["accuracy"] > nearest - 0.03
-    assert m["ece"] < 1 - nearest  # the one-hot baseline's ECE
-    assert m["nll"] < 0.5 * (1 - nearest) * 27.63  # the one-hot baseline's NLL (27.6 nats per error)
-    # Short schedule: measured 0.78 (before issue 13); the default schedule's OOD quality is asserted in
-    # test_classify.py and test_shipped_model.py (0.997-0.9997).
-    assert m["ood_auroc_epistemic"] > 0.7
+    # measured (this test, 0.2 training): accuracy 0.9710 vs 0.9710 (a tie on this easy short run; the
+    # full schedule's demo: 0.963 vs 0.950, evaluation/results/demo-summary.json), ECE 0.0134 vs the
+    # one-hot baseline's 0.029, NLL 0.057 vs 0.80, OOD AUROC 1.000
+    assert m["accuracy"] > nearest - 0.01
+    assert m["ece"] < 0.6 * (1 - nearest)  # the one-hot baseline's ECE is 1 - its accuracy
+    assert m["nll"] < 0.2 * (1 - nearest) * 27.63  # the one-hot baseline's NLL (27.6 nats per error)
+    assert m["ood_auroc_epistemic"] > 0.95
     assert (out / "maps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
