@@ -228,12 +228,19 @@ def test_update_adds_a_missing_class(loop_env: dict, tmp_path: Path, monkeypatch
     f50, others = truth == 0, truth > 0
     before = loop_env["clf"].predict(s.spectra).reshape(-1)
     after = new.predict(s.spectra).reshape(-1)
-    names = np.asarray(s.library.classes)[truth[others]]
-    kept, kept_before = (after[others] == names).mean(), (before[others] == names).mean()
-    print((after[f50] == "F50").mean(), kept, kept_before)
+    names = np.asarray(s.library.classes)
+    kept, kept_before = (
+        (after[others] == names[truth[others]]).mean(),
+        (before[others] == names[truth[others]]).mean(),
+    )
+    inside = truth >= 0
+    overall = [(p[inside] == names[truth[inside]]).mean() for p in (before, after)]
+    print((after[f50] == "F50").mean(), kept, kept_before, overall)
     assert (before[f50] == "F50").mean() == 0.0  # the class did not exist
     assert (after[f50] == "F50").mean() > 0.9  # measured 1.0
-    assert kept > kept_before - 0.05, (kept, kept_before)  # measured 0.905 vs
+    # measured: 0.882-0.891 vs 0.919 on the other classes (some F25 pixels now called F50)
+    assert kept > kept_before - 0.07, (kept, kept_before)
+    assert overall[1] > overall[0] + 0.3, overall  # measured: 0.546 -> 0.935 over all library pixels
     assert new.diagnostics_["update"]["advise_fit"] is False
 
 
