@@ -126,7 +126,7 @@ class LazySpectra:
         if not bounds:  # a single spectrum
             return [()]
         grid = np.indices([len(b) - 1 for b in bounds]).reshape(len(bounds), -1).T
-        return [tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, at, strict=True)) for at in grid]
+        return [tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, g, strict=True)) for g in grid]
 
     def block(self, region: Region) -> Spectra:
         """Read one chunk (any navigation slices) into memory as :class:`Spectra`.
