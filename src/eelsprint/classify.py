@@ -130,6 +130,11 @@ class FingerprintClassifier(BaseEstimator):
         self.device_, self.encoder_id_ = device, encoder_id(parts.raw_encoder)
         self._realtime_cache: dict[tuple[Any, ...], nn.Module] = {}
 
+    def model_id(self) -> str:
+        """A short hash of the whole fitted model and its settings (a resumed result must match it)."""
+        self._check_fitted()
+        return pipeline.model_id(self._parts())
+
     def _parts(self) -> FittedParts:
         return FittedParts(
             self.config_, self.vae_, self.raw_encoder_, self.gp_, self.head_,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
     "FittedParts",
     "encoder_id",
     "fit_parts",
+    "model_id",
     "parts_from_tensors",
     "predict_parts",
     "resolve_device",
@@ -83,6 +85,17 @@ def encoder_id(encoder: nn.Module) -> str:
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_id(parts: FittedParts) -> str:
+    """A short hash of every fitted tensor and the settings: two models with one id predict alike."""
+    tensors, meta = parts.tensors()
+    settings = {k: v for k, v in meta.items() if k != "diagnostics"}  # config, classes, energy axis
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
