@@ -13,6 +13,7 @@ are opened by :func:`eelsprint.data.io.open_spectra`, which dispatches to these.
 from __future__ import annotations
 
 import math
+import warnings
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,11 +194,13 @@ def open_array_file(path: Path) -> tuple[Any, np.ndarray, tuple[int, ...] | None
         else:
             import xarray as xr
 
-            opened = (
-                xr.open_zarr(path, consolidated=None)
-                if suffix == ".zarr"
-                else xr.open_dataset(path, engine="h5netcdf", chunks={})
-            )
+            with warnings.catch_warnings():  # a store without consolidated metadata is fine
+                warnings.simplefilter("ignore", RuntimeWarning)
+                opened = (
+                    xr.open_zarr(path, consolidated=None)
+                    if suffix == ".zarr"
+                    else xr.open_dataset(path, engine="h5netcdf", chunks={})
+                )
             found = sorted(map(str, opened.variables))
             arrays = {k: opened[k].data for k in ("x", "energy", "shape") if k in opened.variables}
     except Exception as err:  # readers fail in many ways

@@ -106,6 +106,9 @@ def done_chunks(path: PathLike) -> np.ndarray:
 def write_chunk(path: PathLike, ds: Any, region: dict[str, slice], index: tuple[int, ...]) -> None:
     """Write one chunk's results into the store at ``region``, then record chunk ``index`` as done.
 
+    ``ds`` holds the variables of the store (those along the navigation dims ``region`` names),
+    each shaped as ``region`` along those dims; they are written as stored (no encoding).
+
     Raises
     ------
     OutputError
@@ -114,12 +117,12 @@ def write_chunk(path: PathLike, ds: Any, region: dict[str, slice], index: tuple[
     import zarr
 
     path = Path(path)
-    nav = set(region)
-    chunk = ds.drop_vars([name for name, var in ds.variables.items() if not nav & set(var.dims)])
     try:
-        chunk.to_zarr(path, region=region, mode="r+", consolidated=False)
-        done = zarr.open_array(path / _GROUP / "done", mode="r+")
-        done[index or (0,)] = 1
+        arrays = dict(zarr.open_group(path, mode="r+").arrays())
+        for name, var in ds.data_vars.items():
+            where = tuple(region.get(str(d), slice(None)) for d in var.dims)
+            arrays[str(name)][where] = np.asarray(var.values)
+        zarr.open_array(path / _GROUP / "done", mode="r+")[index or (0,)] = 1
     except OSError as err:
         raise OutputError(f"{path}: cannot write the result store ({first_line(err)})") from None
 

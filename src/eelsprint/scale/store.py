@@ -178,6 +178,6 @@ def classify_to_store(
                 create_store(path, _template(ds, lazy, identity), grid, identity)
                 created = True
             region = dict(zip(dims, regions[k], strict=True))
-            write_chunk(path, ds.drop_attrs(), region, indices[k])
+            write_chunk(path, ds, region, indices[k])
             bar.update(1)
     return StoreRun(path, len(regions), len(todo), len(regions) - len(todo), math.prod(lazy.nav_shape))

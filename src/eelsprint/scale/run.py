@@ -1,0 +1,120 @@
+"""One input file to one Zarr result store, here or on a cluster (``classify --format zarr``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eelsprint.classify import FingerprintClassifier
+from eelsprint.data.io import open_spectra
+from eelsprint.data.lazy import DEFAULT_CHUNK_BYTES
+from eelsprint.data.resultstore import read_result_store
+from eelsprint.exceptions import ConfigError
+from eelsprint.scale.store import StoreRun, classify_to_store, local_runner
+
+__all__ = ["MEMORY_PER_CHUNK", "ScaleOptions", "chunk_bytes_for", "classify_file", "parse_size"]
+
+#: Peak working memory of classifying one chunk, in multiples of the chunk's input bytes (float32):
+#: float64 copies, preprocessing, the encoder's activations and the results (measured in
+#: ``evaluation/scale_bench.py``), with the next chunk read meanwhile.
+MEMORY_PER_CHUNK = 16
+
+
+def parse_size(text: str, option: str) -> int:
+    """``"100MB"``, ``"2GiB"``, ``"500e6"`` -> bytes; a one-line ConfigError naming ``option`` otherwise."""
+    from dask.utils import parse_bytes
+
+    try:
+        size = int(parse_bytes(text))
+    except (ValueError, TypeError):
+        size = 0
+    if size < 1:
+        raise ConfigError(f"{option} {text!r}: expected a size such as 100MB or 2GB")
+    return size
+
+
+def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None) -> int:
+    """The chunk size to use: ``chunk_bytes``, lowered so a chunk's work fits in ``memory_limit``."""
+    if memory_limit is None:
+        return chunk_bytes
+    return max(1, min(chunk_bytes, memory_limit // MEMORY_PER_CHUNK))
+
+
+@dataclass(frozen=True)
+class ScaleOptions:
+    """How ``classify --format zarr`` runs.
+
+    Attributes
+    ----------
+    chunk_bytes : int
+        Bytes of input spectra per chunk (navigation axes only).
+    memory_limit : int or None
+        Bytes the local run may use for chunks (lowers ``chunk_bytes``); ignored on a cluster,
+        whose workers have their own limits.
+    scheduler : str or None
+        Address of a ``dask.distributed`` scheduler; ``None``: this machine.
+    resume : bool
+        Finish an existing store instead of starting afresh.
+    """
+
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    memory_limit: int | None = None
+    scheduler: str | None = None
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.chunk_bytes < 1 or (self.memory_limit is not None and self.memory_limit < 1):
+            raise ConfigError(f"chunk size and memory limit must be positive, got {self}")
+
+
+def classify_file(
+    clf: FingerprintClassifier,
+    path: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    options: ScaleOptions,
+    *,
+    mode: str | None = None,
+    nav_shape: Sequence[int] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[StoreRun, np.ndarray]:
+    """Classify the file ``path`` lazily into the store ``target``.
+
+    Returns
+    -------
+    run : StoreRun
+    counts : ndarray of int, shape (n_classes,)
+        Spectra per label in the finished store.
+
+    Raises
+    ------
+    ConfigError
+        No scheduler at ``options.scheduler``, or a bad mode.
+    InputDataError, OutputError
+        As :func:`eelsprint.scale.store.classify_to_store`.
+    """
+    lazy = open_spectra(path, nav_shape, chunk_bytes_for(options.chunk_bytes, options.memory_limit))
+    mode = mode or clf.config_.inference.mode
+    if options.scheduler is None:
+        run = classify_to_store(
+            clf, lazy, target, mode=mode, resume=options.resume, runner=local_runner(clf, lazy, mode),
+            progress=progress,
+        )  # fmt: skip
+    else:
+        from eelsprint.scale.cluster import cluster_runner, connect
+
+        with connect(options.scheduler) as client:
+            if client.dashboard_link:
+                log(f"dashboard: {client.dashboard_link}")
+            runner = cluster_runner(client, clf, lazy, mode)
+            run = classify_to_store(
+                clf, lazy, target, mode=mode, resume=options.resume, runner=runner, progress=progress
+            )
+    import dask.array as da
+
+    labels = read_result_store(Path(target))["label"].data  # int32 per spectrum, read chunk by chunk
+    return run, np.asarray(da.bincount(labels.ravel(), minlength=len(clf.classes_)).compute())
