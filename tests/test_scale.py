@@ -288,3 +288,45 @@ def test_cli_refuses_a_foreign_folder_in_place_of_the_store(
     )
     assert code == 1 and "series.zarr: exists and is not a result store" in err, err
     assert (tmp_path / "out" / "series.zarr" / "notes.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- training on large data
+
+
+def test_fit_on_chunks_reads_every_spectrum_and_subsamples_by_frame(series: SimulatedSeries) -> None:
+    from eelsprint.config import Config
+    from eelsprint.data.preprocess import pca_denoise
+    from eelsprint.scale.train import stream_inputs
+
+    lazy = LazySpectra(series.spectra.data.astype(np.float32), series.spectra.energy, "s").rechunk(50_000)
+    cfg = Config()
+    pca, seen, sample = stream_inputs(lazy, series.library, cfg, 601)
+    assert len(lazy.regions()) == 57 and seen == 1710  # every chunk of 3 x 19 x 30 spectra
+    assert sample.flat().shape == (601, 240)
+    where = {r.tobytes(): i for i, r in enumerate(series.spectra.data.reshape(-1, 240).astype(np.float32))}
+    index = np.array(
+        [where[r.astype(np.float32).tobytes()] for r in sample.flat()]
+    )  # KeyError: not the file's
+    assert np.all(np.diff(index) > 0)  # distinct spectra, in file order
+    assert sorted(np.bincount(index // 570)) == [200, 200, 201]  # stratified by frame (570 pixels each)
+    x = series.spectra.data.reshape(-1, 240)
+    target = pca.inverse_transform(pca.transform(x))
+    reference = pca_denoise(x, cfg.preprocess.pca_components, seed=0)  # the in-memory target
+    clean = series.clean.reshape(-1, 240)
+    ours, theirs, raw = (float(np.linalg.norm(t - clean)) for t in (target, reference, x))
+    assert ours < 1.05 * theirs and ours < 0.5 * raw  # as good as the in-memory PCA: measured 32.9, 33.5, 102
+
+
+@pytest.mark.slow
+def test_fit_large_learns(series: SimulatedSeries, held_out: SimulatedSeries) -> None:
+    from eelsprint.scale.train import fit_large
+    from tests.conftest import QUICK
+
+    lazy = LazySpectra(series.spectra.data.astype(np.float32), series.spectra.energy, "s").rechunk(50_000)
+    result = fit_large(lazy, series.library, QUICK, n_subsample=900)
+    assert (result.n_spectra, result.n_seen, result.n_subsample) == (1710, 1710, 900)
+    truth = held_out.labels
+    predicted = result.model.predict(held_out.spectra)
+    known = truth >= 0
+    accuracy = float((predicted[known] == series.classes[truth[known]]).mean())
+    assert accuracy > 0.8, accuracy

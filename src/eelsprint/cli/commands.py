@@ -58,23 +58,39 @@ def fit(
     window: Annotated[
         str | None, typer.Option(help="LO,HI (eV): crop every DATA file to this range (all must cover it).")
     ] = None,
+    subsample: Annotated[
+        int | None,
+        typer.Option(help="Out of core: train on N spectra spread over the frames (one DATA file)."),
+    ] = None,
+    chunk_size: Annotated[str, typer.Option(help="With --subsample: input bytes per chunk.")] = "100MB",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the VAE, the raw encoder (unsupervised) and the GP classifier on DATA against LIBRARY."""
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.checks import join_inputs
-    from eelsprint.data.io import read_library, read_spectra
+    from eelsprint.data.io import open_spectra, read_library, read_spectra
     from eelsprint.data.outputs import check_output
 
     inputs = [*data, library, *([config] if config else [])]
     check_output(out, "model", overwrite=overwrite, inputs=inputs)
     cfg = with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
     lib = read_library(library)
-    spectra = join_inputs([read_spectra(path) for path in data], parse_window(window))
+    if subsample is not None and (len(data) != 1 or window):
+        raise ConfigError("--subsample reads one DATA file chunk by chunk (without --window)")
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RepresentationWarning)
-        clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+        if subsample is None:
+            spectra = join_inputs([read_spectra(path) for path in data], parse_window(window))
+            clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+        else:
+            from eelsprint.scale.run import parse_size
+            from eelsprint.scale.train import fit_large
+
+            lazy = open_spectra(data[0], chunk_bytes=parse_size(chunk_size, "--chunk-size"))
+            large = fit_large(lazy, lib, cfg, subsample, progress=True)
+            clf = large.model
+            typer.echo(f"PCA target on all {large.n_seen} spectra; trained on {large.n_subsample}")
     for w in caught:  # the model's own warnings are one line on stderr, others pass on unchanged
         if issubclass(w.category, RepresentationWarning):
             typer.echo(f"warning: {w.message}", err=True)
@@ -121,7 +137,7 @@ def classify(
         ),
     ] = None,
     memory_limit: Annotated[
-        str | None, typer.Option(help="zarr, local: memory for the chunks in flight, e.g. 2GB.")
+        str | None, typer.Option(help="zarr, local: resident memory this process may use in all, e.g. 2GB.")
     ] = None,
     chunk_size: Annotated[
         str, typer.Option(help="zarr: input bytes per chunk (navigation axes only).")

@@ -154,16 +154,21 @@ def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def fit_parts(
-    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
+    spectra: Spectra,
+    library: Library,
+    cfg: Config,
+    device: torch.device,
+    progress: bool,
+    denoiser: Any = None,
 ) -> FittedParts:
     """Run the whole fit on ``device``; see the module docstring (randomness) and
     :meth:`FingerprintClassifier.fit <eelsprint.classify.FingerprintClassifier.fit>`."""
     with _seeded_global_rng(cfg.train.seed, device):
-        return _fit(spectra, library, cfg, device, progress)
+        return _fit(spectra, library, cfg, device, progress, denoiser)
 
 
 def _fit(
-    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
+    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool, denoiser: Any
 ) -> FittedParts:
     checks.check_float32(spectra.flat(), spectra.nav_shape, spectra.source)
     checks.check_float32(library.spectra, (len(library.spectra),), library.source)
@@ -176,7 +181,10 @@ def _fit(
         raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
     checks.check_not_constant(x, spectra.source)
     checks.check_float32(x, spectra.nav_shape, spectra.source)
-    target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
+    if denoiser is None:
+        target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
+    else:  # fitted out of core on every spectrum (eelsprint.scale.train)
+        target = denoiser.inverse_transform(denoiser.transform(x)).astype(x.dtype, copy=False)
     trained = train_parts(x, target, lib, cfg, device, progress)
     warn_if_inseparable(trained.check, spectra.source)
     diagnostics = trained.diagnostics

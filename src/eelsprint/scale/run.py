@@ -18,9 +18,9 @@ from eelsprint.scale.store import StoreRun, classify_to_store, local_runner
 
 __all__ = ["MEMORY_PER_CHUNK", "ScaleOptions", "chunk_bytes_for", "classify_file", "parse_size"]
 
-#: Peak working memory of classifying one chunk, in multiples of the chunk's input bytes (float32):
-#: float64 copies, preprocessing, the encoder's activations and the results (measured in
-#: ``evaluation/scale_bench.py``), with the next chunk read meanwhile.
+#: Peak memory of the chunks in flight, in multiples of one chunk's input bytes (float32): the
+#: chunk classified and the next one read meanwhile, float64 copies, preprocessing, the library
+#: fits of the out-of-library score and the results. Measured 10x (64 MB chunks) to 14x (16 MB).
 MEMORY_PER_CHUNK = 16
 
 
@@ -37,11 +37,31 @@ def parse_size(text: str, option: str) -> int:
     return size
 
 
-def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None) -> int:
-    """The chunk size to use: ``chunk_bytes``, lowered so a chunk's work fits in ``memory_limit``."""
+def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None, in_use: int | None = None) -> int:
+    """The chunk size to use: ``chunk_bytes``, lowered so that the process stays within ``memory_limit``.
+
+    ``in_use`` is what the process holds before the first chunk (Python, PyTorch, the model;
+    default: its resident memory now); the rest is shared by the chunks' work
+    (:data:`MEMORY_PER_CHUNK` times a chunk's bytes).
+
+    Raises
+    ------
+    ConfigError
+        If ``memory_limit`` leaves less than 1 MB per chunk.
+    """
     if memory_limit is None:
         return chunk_bytes
-    return max(1, min(chunk_bytes, memory_limit // MEMORY_PER_CHUNK))
+    if in_use is None:
+        import psutil
+
+        in_use = int(psutil.Process().memory_info().rss)
+    room = (memory_limit - in_use) // MEMORY_PER_CHUNK
+    if room < 2**20:
+        raise ConfigError(
+            f"--memory-limit {memory_limit / 2**20:.0f} MB leaves no room for chunks: this process "
+            f"already holds {in_use / 2**20:.0f} MB (Python, PyTorch, the model); allow more"
+        )
+    return min(chunk_bytes, int(room))
 
 
 @dataclass(frozen=True)
@@ -53,8 +73,8 @@ class ScaleOptions:
     chunk_bytes : int
         Bytes of input spectra per chunk (navigation axes only).
     memory_limit : int or None
-        Bytes the local run may use for chunks (lowers ``chunk_bytes``); ignored on a cluster,
-        whose workers have their own limits.
+        Bytes of resident memory the local process may use in all (lowers ``chunk_bytes``, see
+        :func:`chunk_bytes_for`); ignored on a cluster, whose workers have their own limits.
     scheduler : str or None
         Address of a ``dask.distributed`` scheduler; ``None``: this machine.
     resume : bool
@@ -97,7 +117,8 @@ def classify_file(
     InputDataError, OutputError
         As :func:`eelsprint.scale.store.classify_to_store`.
     """
-    lazy = open_spectra(path, nav_shape, chunk_bytes_for(options.chunk_bytes, options.memory_limit))
+    limit = None if options.scheduler else options.memory_limit
+    lazy = open_spectra(path, nav_shape, chunk_bytes_for(options.chunk_bytes, limit))
     mode = mode or clf.config_.inference.mode
     if options.scheduler is None:
         run = classify_to_store(
