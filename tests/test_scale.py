@@ -330,3 +330,46 @@ def test_fit_large_learns(series: SimulatedSeries, held_out: SimulatedSeries) ->
     known = truth >= 0
     accuracy = float((predicted[known] == series.classes[truth[known]]).mean())
     assert accuracy > 0.8, accuracy
+
+
+def test_memory_limit_sizes_the_chunks() -> None:
+    from eelsprint.exceptions import ConfigError
+    from eelsprint.scale.run import MEMORY_FIXED, MEMORY_PER_CHUNK, chunk_bytes_for
+
+    mb = 2**20
+    assert chunk_bytes_for(100 * mb, None) == 100 * mb
+    assert chunk_bytes_for(100 * mb, 2048 * mb, in_use=400 * mb) == 100 * mb
+    room = (750 * mb - 400 * mb - MEMORY_FIXED) // MEMORY_PER_CHUNK
+    assert chunk_bytes_for(100 * mb, 750 * mb, in_use=400 * mb) == room < 100 * mb
+    with pytest.raises(ConfigError, match="--memory-limit 450 MB leaves no room for chunks"):
+        chunk_bytes_for(100 * mb, 450 * mb, in_use=400 * mb)
+
+
+@pytest.mark.slow
+def test_scale_bench_runs_with_tiny_arguments(tmp_path: Path) -> None:
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("scale_bench", ROOT / "evaluation" / "scale_bench.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = ["--frames", "3", "--shape", "8,10", "--in-memory-frames", "2", "--memory-limit", "2GB"]
+    out = tmp_path / "bench.json"
+    result = bench.main([*args, "--fit-subsample", "100", "--fit-epochs", "1", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    assert result["series"]["n_spectra"] == 240 and result["out_of_core"]["n_spectra"] == 240
+    assert result["in_memory"]["n_spectra"] == 160 and result["max_abs_diff"] < 1e-6  # measured 0
+    assert result["fit"]["n_seen_by_pca"] == 240 and result["fit"]["n_subsample"] == 100
+    assert 0 < result["out_of_core"]["peak_rss_mb"] < 2048
+
+
+def test_cli_fit_subsample_takes_one_file(
+    zarr_input: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lib = tmp_path / "lib.npz"
+    s = simulate_series(n_frames=1, shape=(4, 5), seed=1)
+    np.savez(lib, spectra=s.library.spectra, energy=s.library.energy, labels=s.library.labels)
+    args = ["fit", str(zarr_input), str(zarr_input), "--library", str(lib), "--out", str(tmp_path / "m")]
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--subsample", "100")
+    assert code == 1 and err.count("\n") == 1 and "--subsample reads one DATA file" in err, err

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from eelsprint.data.realism import RealismConfig, realistic_series
+from eelsprint.data.resultstore import writing
 from eelsprint.data.spectra import Library
-from eelsprint.exceptions import ConfigError, OutputError, first_line
+from eelsprint.exceptions import ConfigError
 
 __all__ = ["write_large_series"]
 
@@ -57,7 +58,7 @@ def write_large_series(
     ConfigError
         ``n_frames`` or ``frames_per_block`` below 1.
     OutputError
-        If the store cannot be written.
+        If the series cannot be written (an ``OSError``, e.g. a full disk).
     """
     import dask.array as da
     import xarray as xr
@@ -69,7 +70,7 @@ def write_large_series(
         )
     cfg, path = config or RealismConfig(), Path(path)
     starts = range(0, n_frames, frames_per_block)
-    try:
+    with writing(path, "the series"):
         for block, start in enumerate(starts):
             frames = min(frames_per_block, n_frames - start)
             settings = dataclasses.replace(cfg, n_frames=frames, seed=cfg.seed + block)
@@ -93,6 +94,4 @@ def write_large_series(
             where = slice(start, start + frames)
             arrays["x"][where] = series.spectra.data.astype(np.float32)
             arrays["labels"][where] = series.labels.astype(np.int32)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write the series ({first_line(err)})") from None
     return path

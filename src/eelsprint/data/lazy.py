@@ -12,7 +12,6 @@ are opened by :func:`eelsprint.data.io.open_spectra`, which dispatches to these.
 
 from __future__ import annotations
 
-import math
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from eelsprint.data.spectra import Spectra, _check_energy
+from eelsprint.data.spectra import NavAxes, Spectra, _check_energy
 from eelsprint.exceptions import InputDataError, first_line
 
 __all__ = ["DEFAULT_CHUNK_BYTES", "LazySpectra", "Region", "nav_chunks", "open_array_file"]
@@ -58,7 +57,7 @@ def nav_chunks(nav_shape: tuple[int, ...], spectrum_bytes: int, chunk_bytes: int
 
 
 @dataclass(frozen=True, eq=False)
-class LazySpectra:
+class LazySpectra(NavAxes):
     """Spectra as a Dask array of shape ``(*nav_shape, n_channels)``, not yet read.
 
     Attributes
@@ -91,28 +90,13 @@ class LazySpectra:
         object.__setattr__(self, "energy", energy)
 
     @property
-    def nav_shape(self) -> tuple[int, ...]:
-        """Shape of the scan, in numpy order."""
-        return tuple(self.data.shape[:-1])
-
-    @property
-    def n_channels(self) -> int:
-        """Number of energy channels."""
-        return int(self.data.shape[-1])
-
-    @property
     def nbytes(self) -> int:
         """Bytes of the whole series in its stored dtype."""
         return int(self.data.nbytes)
 
     def with_nav_shape(self, nav_shape: tuple[int, ...]) -> LazySpectra:
         """The same spectra on another scan grid (see :meth:`Spectra.with_nav_shape`)."""
-        n, wanted = math.prod(self.nav_shape), math.prod(nav_shape)
-        if wanted != n or min(nav_shape, default=1) < 1:
-            grid = ",".join(map(str, nav_shape))
-            raise InputDataError(
-                f"{self.source}: navigation shape {grid} holds {wanted} spectra, but there are {n}"
-            )
+        self._check_grid(nav_shape)
         data = self.data.reshape(*nav_shape, self.n_channels, merge_chunks=True)
         return LazySpectra(data, self.energy, self.source)
 
@@ -138,7 +122,7 @@ class LazySpectra:
             If the file cannot be read there, or the chunk holds NaN/inf.
         """
         try:
-            values = np.asarray(self.data[region].compute(scheduler="threads"))
+            values = np.asarray(self.data[region].compute(scheduler="synchronous"))  # no thread pool
         except InputDataError:
             raise
         except Exception as err:  # readers fail in many ways

@@ -16,8 +16,10 @@ is only called for a new store, :func:`write_chunk` records each chunk it comple
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,20 @@ __all__ = [
     "read_result_store",
     "store_identity",
     "write_chunk",
+    "writing",
 ]
 
 PathLike = str | os.PathLike[str]
 _GROUP = "eelsprint"
+
+
+@contextlib.contextmanager
+def writing(path: Path, what: str = "the result store") -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``what`` at ``path`` into a one-line :class:`OutputError`."""
+    try:
+        yield
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write {what} ({first_line(err)})") from None
 
 
 def store_identity(path: PathLike) -> dict[str, Any] | None:
@@ -83,7 +95,7 @@ def create_store(path: PathLike, template: Any, n_chunks: tuple[int, ...], ident
     import zarr
 
     path = Path(path)
-    try:
+    with writing(path):
         if path.exists():
             shutil.rmtree(path)
         template.to_zarr(path, mode="w", compute=False, consolidated=False)
@@ -91,8 +103,6 @@ def create_store(path: PathLike, template: Any, n_chunks: tuple[int, ...], ident
         shape = n_chunks or (1,)
         group.create_array("done", shape=shape, chunks=(1,) * len(shape), dtype="u1", fill_value=0)
         group.attrs["identity"] = identity
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write the result store ({first_line(err)})") from None
 
 
 def done_chunks(path: PathLike) -> np.ndarray:
@@ -107,24 +117,18 @@ def write_chunk(path: PathLike, ds: Any, region: dict[str, slice], index: tuple[
     """Write one chunk's results into the store at ``region``, then record chunk ``index`` as done.
 
     ``ds`` holds the variables of the store (those along the navigation dims ``region`` names),
-    each shaped as ``region`` along those dims; they are written as stored (no encoding).
-
-    Raises
-    ------
-    OutputError
-        If the store cannot be written.
+    each shaped as ``region`` along those dims; they are written as stored (no encoding). An
+    ``OSError`` becomes :class:`OutputError`.
     """
     import zarr
 
     path = Path(path)
-    try:
+    with writing(path):
         arrays = dict(zarr.open_group(path, mode="r+").arrays())
         for name, var in ds.data_vars.items():
             where = tuple(region.get(str(d), slice(None)) for d in var.dims)
             arrays[str(name)][where] = np.asarray(var.values)
         zarr.open_array(path / _GROUP / "done", mode="r+")[index or (0,)] = 1
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write the result store ({first_line(err)})") from None
 
 
 def read_result_store(path: PathLike) -> Any:

@@ -16,12 +16,41 @@ from eelsprint.data.resultstore import read_result_store
 from eelsprint.exceptions import ConfigError
 from eelsprint.scale.store import StoreRun, classify_to_store, local_runner
 
-__all__ = ["MEMORY_PER_CHUNK", "ScaleOptions", "chunk_bytes_for", "classify_file", "parse_size"]
+__all__ = [
+    "MEMORY_FIXED",
+    "MEMORY_PER_CHUNK",
+    "ScaleOptions",
+    "chunk_bytes_for",
+    "classify_file",
+    "limit_malloc_arenas",
+    "parse_size",
+]
 
-#: Peak memory of the chunks in flight, in multiples of one chunk's input bytes (float32): the
-#: chunk classified and the next one read meanwhile, float64 copies, preprocessing, the library
-#: fits of the out-of-library score and the results. Measured 10x (64 MB chunks) to 14x (16 MB).
-MEMORY_PER_CHUNK = 16
+#: Memory the out-of-core run needs beyond the loaded model whatever the chunk size (Zarr's and
+#: Dask's threads and buffers, a source chunk being decoded), and per byte of a chunk's input
+#: (float32): the chunk classified and the next one read meanwhile, float64 copies, preprocessing,
+#: the library fits of the out-of-library score and the results. Measured on the realism series
+#: with malloc arenas capped (``limit_malloc_arenas``): 190 MB above the model for 12 MB chunks,
+#: 262 MB for 24 MB chunks.
+MEMORY_FIXED = 128 * 2**20
+MEMORY_PER_CHUNK = 8
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (``M_ARENA_MAX``) for threads started from now on; True if done.
+
+    Each thread that allocates (Zarr's I/O and codec threads, the reader of the next chunk)
+    otherwise gets an arena of its own, whose freed memory is not given back: measured 130 MB
+    of resident memory on 12 MB chunks. Without glibc, nothing happens.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return bool(ctypes.CDLL(name).mallopt(-8, arenas)) if name else False  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
 
 
 def parse_size(text: str, option: str) -> int:
@@ -41,8 +70,8 @@ def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None, in_use: int | No
     """The chunk size to use: ``chunk_bytes``, lowered so that the process stays within ``memory_limit``.
 
     ``in_use`` is what the process holds before the first chunk (Python, PyTorch, the model;
-    default: its resident memory now); the rest is shared by the chunks' work
-    (:data:`MEMORY_PER_CHUNK` times a chunk's bytes).
+    default: its resident memory now); of the rest, :data:`MEMORY_FIXED` goes to the machinery
+    and the remainder to the chunks' work (:data:`MEMORY_PER_CHUNK` times a chunk's bytes).
 
     Raises
     ------
@@ -55,11 +84,12 @@ def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None, in_use: int | No
         import psutil
 
         in_use = int(psutil.Process().memory_info().rss)
-    room = (memory_limit - in_use) // MEMORY_PER_CHUNK
+    room = (memory_limit - in_use - MEMORY_FIXED) // MEMORY_PER_CHUNK
     if room < 2**20:
         raise ConfigError(
             f"--memory-limit {memory_limit / 2**20:.0f} MB leaves no room for chunks: this process "
-            f"already holds {in_use / 2**20:.0f} MB (Python, PyTorch, the model); allow more"
+            f"already holds {in_use / 2**20:.0f} MB (Python, PyTorch, the model) and needs "
+            f"{MEMORY_FIXED / 2**20:.0f} MB more; allow more"
         )
     return min(chunk_bytes, int(room))
 
@@ -118,6 +148,8 @@ def classify_file(
         As :func:`eelsprint.scale.store.classify_to_store`.
     """
     limit = None if options.scheduler else options.memory_limit
+    if limit is not None:
+        limit_malloc_arenas()
     lazy = open_spectra(path, nav_shape, chunk_bytes_for(options.chunk_bytes, limit))
     mode = mode or clf.config_.inference.mode
     if options.scheduler is None:
