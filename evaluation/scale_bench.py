@@ -149,8 +149,23 @@ def _fit_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"- `fit_large` on the whole series: incremental PCA over {fit['n_seen_by_pca']:,} of "
         f"{fit['n_spectra']:,} spectra, trained on {fit['n_subsample']:,} ({fit['epochs']} epochs) in "
-        f"{fit['seconds']:.0f} s; peak RSS {fit['peak_rss_mb']:.0f} MB (limit {r['memory_limit_mb']:.0f} MB)"
+        f"{fit['seconds']:.0f} s; peak RSS {fit['peak_rss_mb']:.0f} MB "
+        f"(limit {r.get('fit_memory_limit_mb', r['memory_limit_mb']):.0f} MB)"
     ]
+
+
+def _fit_only(args: argparse.Namespace, limit: int) -> dict[str, Any]:
+    result = json.loads(args.json.read_text())
+    options = ("--fit-subsample", str(args.fit_subsample), "--fit-epochs", str(args.fit_epochs))
+    result["fit"] = _measure("fit", args.work / "series.zarr", args.work / "out" / "model", limit, *options)
+    result["fit_memory_limit_mb"] = limit / 2**20
+    result["fit_peak_within_limit"] = result["fit"]["peak_rss_mb"] <= limit / 2**20
+    result["fit_command"] = "python evaluation/scale_bench.py " + " ".join(sys.argv[1:])
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.md:
+        args.md.write_text(_table(result))
+    print(_table(result))
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -166,6 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--machine", default="CPU, 2 cores")
     parser.add_argument("--fit-subsample", type=int, default=0, help="Also fit on N spectra (0: no fit).")
     parser.add_argument("--fit-epochs", type=int, default=5)
+    parser.add_argument(
+        "--fit-only", action="store_true", help="Only the fit, on --work's series, added to --json's results."
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -187,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     shape = tuple(int(n) for n in args.shape.split(","))
     limit = parse_size(args.memory_limit, "--memory-limit")
+    if args.fit_only:
+        return _fit_only(args, limit)
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -373,3 +373,39 @@ def test_cli_fit_subsample_takes_one_file(
     args = ["fit", str(zarr_input), str(zarr_input), "--library", str(lib), "--out", str(tmp_path / "m")]
     code, _, err = run_cli(monkeypatch, capsys, *args, "--subsample", "100")
     assert code == 1 and err.count("\n") == 1 and "--subsample reads one DATA file" in err, err
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_then_resume_gives_the_clean_store(
+    shipped: FingerprintClassifier, zarr_input: Path, tmp_path: Path
+) -> None:
+    from distributed import Client, LocalCluster
+
+    from eelsprint.scale.cluster import cluster_runner
+
+    lazy = open_spectra(zarr_input, chunk_bytes=60_000)
+    classify_to_store(shipped, lazy, tmp_path / "clean.zarr", progress=False)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        pids = client.run(os.getpid)
+        inner = cluster_runner(client, shipped, lazy, "fast", in_flight=2)
+
+        def killing(todo: list) -> object:  # one worker process is SIGKILLed after 3 chunks
+            for n, item in enumerate(inner(todo)):
+                if n == 3:
+                    os.kill(next(iter(pids.values())), signal.SIGKILL)
+                yield item
+
+        try:
+            classify_to_store(shipped, lazy, tmp_path / "r.zarr", runner=killing, progress=False)
+        except Exception:  # the scheduler may give up on the lost tasks: resume finishes them
+            pass
+        recorded = int(done_chunks(tmp_path / "r.zarr").sum())
+        assert recorded >= 4
+        if recorded < len(lazy.regions()):
+            runner = cluster_runner(client, shipped, lazy, "fast")
+            classify_to_store(shipped, lazy, tmp_path / "r.zarr", resume=True, runner=runner, progress=False)
+    resumed = read_result_store(tmp_path / "r.zarr").load()
+    xr.testing.assert_identical(resumed, read_result_store(tmp_path / "clean.zarr").load())
