@@ -51,7 +51,7 @@ def write_large_series(
     Returns
     -------
     Path
-        ``path``.
+        The store written.
 
     Raises
     ------
