@@ -329,8 +329,7 @@ def test_fit_large_learns(series: SimulatedSeries, held_out: SimulatedSeries) ->
     predicted = result.model.predict(held_out.spectra)
     known = truth >= 0
     accuracy = float((predicted[known] == series.classes[truth[known]]).mean())
-    print(f"fit_large held-out accuracy {accuracy:.3f}")
-    assert accuracy > 0.8, accuracy
+    assert accuracy > 0.9, accuracy  # measured 0.963 (900 spectra trained on, PCA target over all 1,710)
 
 
 def test_memory_limit_sizes_the_chunks() -> None:
