@@ -87,9 +87,9 @@ def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None, in_use: int | No
     room = (memory_limit - in_use - MEMORY_FIXED) // MEMORY_PER_CHUNK
     if room < 2**20:
         raise ConfigError(
-            f"--memory-limit {memory_limit / 2**20:.0f} MB leaves no room for chunks: this process "
-            f"already holds {in_use / 2**20:.0f} MB (Python, PyTorch, the model) and needs "
-            f"{MEMORY_FIXED / 2**20:.0f} MB more; allow more"
+            f"--memory-limit {memory_limit / 1e6:.0f} MB leaves no room for chunks: this process "
+            f"already holds {in_use / 1e6:.0f} MB (Python, PyTorch, the model) and needs "
+            f"{MEMORY_FIXED / 1e6:.0f} MB more; allow more"
         )
     return min(chunk_bytes, int(room))
 
