@@ -121,7 +121,7 @@ def _table(r: dict[str, Any]) -> str:
             f"{r['series']['shape'][0]} x {r['series']['shape'][1]}); "
             f"written in {r['series']['write_s']:.0f} s.",
             "",
-            "| run | spectra | s | spectra/s | peak RSS (MB) | limit (MB) |",
+            "| run | spectra | s | spectra/s | peak RSS (MiB) | limit (MiB) |",
             "|---|---:|---:|---:|---:|---:|",
             f"| out of core, whole series | {big['n_spectra']:,} | {big['seconds']:.1f} | "
             f"{big['spectra_per_s']:,.0f} | {big['peak_rss_mb']:.0f} | {r['memory_limit_mb']:.0f} |",
@@ -149,8 +149,8 @@ def _fit_lines(r: dict[str, Any]) -> list[str]:
     return [
         f"- `fit_large` on the whole series: incremental PCA over {fit['n_seen_by_pca']:,} of "
         f"{fit['n_spectra']:,} spectra, trained on {fit['n_subsample']:,} ({fit['epochs']} epochs) in "
-        f"{fit['seconds']:.0f} s; peak RSS {fit['peak_rss_mb']:.0f} MB "
-        f"(limit {r.get('fit_memory_limit_mb', r['memory_limit_mb']):.0f} MB)"
+        f"{fit['seconds']:.0f} s; peak RSS {fit['peak_rss_mb']:.0f} MiB "
+        f"(limit {r.get('fit_memory_limit_mb', r['memory_limit_mb']):.0f} MiB)"
     ]
 
 
