@@ -3,7 +3,7 @@
 Every ``import`` of an ``eelsprint`` module counts: top-level, inside functions (lazy) and
 under ``if TYPE_CHECKING:`` alike, since a type-only back-reference is still a dependency a
 reader has to follow. Layers (low to high): exceptions < config < data, models <
-inference < maps < classify < realtime, active < report, bench < demo < cli < the package facade.
+inference < maps < classify < realtime, active, scale < report, bench < demo < cli < the package facade.
 """
 
 from __future__ import annotations
@@ -29,13 +29,16 @@ RANKS = {
     "classify": 5,
     "realtime": 6,
     "active": 6,
+    "scale": 6,  # lazy Dask path, chunked Zarr output + resume, cluster
     "report": 7,  # its active-learning section uses active/
     "bench": 7,
     "demo": 8,
     "cli": 9,  # runs the demo
     "__init__": 10,
 }
-MAX_TOP_ENTRIES = 15
+# DESIGN.md's target layout (__init__, classify, config, exceptions, cli, demo and the 8 subpackages
+# data, models, inference, realtime, active, scale, report, bench) plus io.py and maps.py
+MAX_TOP_ENTRIES = 16
 MAX_LINES = 400
 
 
@@ -141,7 +144,7 @@ def test_models_touch_neither_files_nor_data() -> None:
 def test_top_level_is_small() -> None:
     """Modules and subpackages at the top (``py.typed``, a marker file, is not one)."""
     entries = sorted(p.name for p in PACKAGE.iterdir() if p.name not in ("__pycache__", "py.typed"))
-    assert len(entries) <= MAX_TOP_ENTRIES, entries  # 15 with active/ (issue 10)
+    assert len(entries) <= MAX_TOP_ENTRIES, entries  # 16 with active/ (issue 10) and scale/ (issue 11)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

@@ -93,7 +93,9 @@ class FingerprintClassifier(BaseEstimator):
         self.progress = progress
         self.device = device
 
-    def fit(self, X: Any, library: Library, energy: np.ndarray | None = None) -> FingerprintClassifier:
+    def fit(
+        self, X: Any, library: Library, energy: np.ndarray | None = None, denoiser: Any = None
+    ) -> FingerprintClassifier:
         """Train the VAE, the raw encoder, the GP classifier and the real-time head on ``device``.
 
         Parameters
@@ -104,6 +106,9 @@ class FingerprintClassifier(BaseEstimator):
             Fingerprint spectra with their labels (at least two classes).
         energy : ndarray of shape (n_channels,), optional
             Energy axis (eV) when ``X`` is a plain array.
+        denoiser : fitted PCA-like object, optional
+            Its ``inverse_transform(transform(x))`` of the preprocessed spectra is the VAE's
+            high-SNR target (default: a PCA of ``X``); :mod:`eelsprint.scale.train` fits one on every chunk.
 
         Returns
         -------
@@ -118,7 +123,7 @@ class FingerprintClassifier(BaseEstimator):
         """
         device = resolve_device(self.device)
         spectra, cfg = as_spectra(X, energy), self.config or Config()
-        self._set_parts(pipeline.fit_parts(spectra, library, cfg, device, self.progress), device)
+        self._set_parts(pipeline.fit_parts(spectra, library, cfg, device, self.progress, denoiser), device)
         return self
 
     def _set_parts(self, parts: FittedParts, device: torch.device) -> None:
@@ -129,6 +134,11 @@ class FingerprintClassifier(BaseEstimator):
         self.diagnostics_ = parts.diagnostics
         self.device_, self.encoder_id_ = device, encoder_id(parts.raw_encoder)
         self._realtime_cache: dict[tuple[Any, ...], nn.Module] = {}
+
+    def model_id(self) -> str:
+        """A short hash of the whole fitted model and its settings (a resumed result must match it)."""
+        self._check_fitted()
+        return pipeline.model_id(self._parts())
 
     def _parts(self) -> FittedParts:
         return FittedParts(

@@ -6,7 +6,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,7 @@ from eelsprint.cli.common import (
     with_overrides,
 )
 from eelsprint.config import Config
-from eelsprint.exceptions import RepresentationWarning
+from eelsprint.exceptions import ConfigError, RepresentationWarning
 
 __all__ = ["bench", "classify", "demo", "export_", "fit", "report", "watch"]
 
@@ -58,23 +58,39 @@ def fit(
     window: Annotated[
         str | None, typer.Option(help="LO,HI (eV): crop every DATA file to this range (all must cover it).")
     ] = None,
+    subsample: Annotated[
+        int | None,
+        typer.Option(help="Out of core: train on N spectra spread over the frames (one DATA file)."),
+    ] = None,
+    chunk_size: Annotated[str, typer.Option(help="With --subsample: input bytes per chunk.")] = "100MB",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the VAE, the raw encoder (unsupervised) and the GP classifier on DATA against LIBRARY."""
     from eelsprint.classify import FingerprintClassifier
     from eelsprint.data.checks import join_inputs
-    from eelsprint.data.io import read_library, read_spectra
+    from eelsprint.data.io import open_spectra, read_library, read_spectra
     from eelsprint.data.outputs import check_output
 
     inputs = [*data, library, *([config] if config else [])]
     check_output(out, "model", overwrite=overwrite, inputs=inputs)
     cfg = with_overrides(Config.from_toml(config) if config else Config(), epochs, seed)
     lib = read_library(library)
-    spectra = join_inputs([read_spectra(path) for path in data], parse_window(window))
+    if subsample is not None and (len(data) != 1 or window):
+        raise ConfigError("--subsample reads one DATA file chunk by chunk (without --window)")
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RepresentationWarning)
-        clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+        if subsample is None:
+            spectra = join_inputs([read_spectra(path) for path in data], parse_window(window))
+            clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
+        else:
+            from eelsprint.scale.run import parse_size
+            from eelsprint.scale.train import fit_large
+
+            lazy = open_spectra(data[0], chunk_bytes=parse_size(chunk_size, "--chunk-size"))
+            large = fit_large(lazy, lib, cfg, subsample, progress=True)
+            clf = large.model
+            typer.echo(f"PCA target on all {large.n_seen} spectra; trained on {large.n_subsample}")
     for w in caught:  # the model's own warnings are one line on stderr, others pass on unchanged
         if issubclass(w.category, RepresentationWarning):
             typer.echo(f"warning: {w.message}", err=True)
@@ -97,33 +113,77 @@ def fit(
 def classify(
     data: DataArg,
     model: ModelOpt,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for OUT/<input stem>.nc.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for OUT/<input stem>.nc or .zarr.")],
     mode: Annotated[
         str | None,
         typer.Option(help="'fast' (default), 'exact' (Monte Carlo) or 'head' (distilled, real-time)."),
     ] = None,
     nav_shape: NavShapeOpt = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="netcdf: in memory, one file; zarr: out of core, chunk by chunk, resumable."
+        ),
+    ] = "netcdf",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="zarr: finish an interrupted store (same model and settings).")
+    ] = False,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            envvar="DASK_SCHEDULER_ADDRESS",
+            help="zarr: address of a dask.distributed scheduler (tcp://host:8786).",
+        ),
+    ] = None,
+    memory_limit: Annotated[
+        str | None, typer.Option(help="zarr, local: resident memory this process may use in all, e.g. 2GB.")
+    ] = None,
+    chunk_size: Annotated[
+        str, typer.Option(help="zarr: input bytes per chunk (navigation axes only).")
+    ] = "100MB",
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Classify every DATA file with MODEL; one NetCDF result per input."""
+    """Classify every DATA file with MODEL; one NetCDF result (or Zarr store) per input."""
     from eelsprint.classify import FingerprintClassifier
+    from eelsprint.config import check_choice
     from eelsprint.data.io import read_spectra, write_dataset
     from eelsprint.data.outputs import check_folder_output, check_stems
 
     grid = parse_nav_shape(nav_shape)
+    check_choice("--format", fmt, ("netcdf", "zarr"))
+    if fmt == "netcdf" and (resume or scheduler or memory_limit):
+        raise ConfigError("--resume, --scheduler and --memory-limit write chunk by chunk: add --format zarr")
+    suffix = ".nc" if fmt == "netcdf" else ".zarr"
     check_stems(data)
-    check_folder_output(out, [f"{path.stem}.nc" for path in data], overwrite=overwrite)
-    clf = FingerprintClassifier.load(model)
+    check_folder_output(out, [f"{path.stem}{suffix}" for path in data], overwrite=overwrite)
+    clf = FingerprintClassifier.load(model, progress=fmt == "netcdf")  # zarr: a bar of chunks instead
     for path in data:
-        start = time.perf_counter()
-        ds = clf.classify(read_spectra(path, grid), mode=mode)
-        target = out / f"{path.stem}.nc"
-        write_dataset(ds, target)
-        counts = ", ".join(f"{c} {int((ds['label'] == i).sum())}" for i, c in enumerate(clf.classes_))
-        typer.echo(
-            f"{path}: {ds['label'].size} spectra in {time.perf_counter() - start:.2f} s "
-            f"({counts}) -> {target}"
-        )
+        start, target = time.perf_counter(), out / f"{path.stem}{suffix}"
+        if fmt == "zarr":
+            sizes = (memory_limit, chunk_size)
+            n, counts, what = _classify_zarr(clf, path, target, mode, grid, resume, scheduler, sizes)
+        else:
+            ds = clf.classify(read_spectra(path, grid), mode=mode)
+            write_dataset(ds, target)
+            n, what = ds["label"].size, ""
+            counts = [int((ds["label"] == i).sum()) for i in range(len(clf.classes_))]
+        shown = ", ".join(f"{c} {k}" for c, k in zip(clf.classes_, counts, strict=True))
+        typer.echo(f"{path}: {n} spectra{what} in {time.perf_counter() - start:.2f} s ({shown}) -> {target}")
+
+
+def _classify_zarr(
+    clf: Any, path: Path, target: Path, mode: str | None, grid: tuple[int, ...] | None, resume: bool,
+    scheduler: str | None, sizes: tuple[str | None, str],
+) -> tuple[int, list[int], str]:  # fmt: skip
+    from eelsprint.scale.run import ScaleOptions, classify_file, parse_size
+
+    memory_limit, chunk_size = sizes
+    limit = parse_size(memory_limit, "--memory-limit") if memory_limit else None
+    options = ScaleOptions(parse_size(chunk_size, "--chunk-size"), limit, scheduler, resume)
+    run, counts = classify_file(clf, path, target, options, mode=mode, nav_shape=grid, log=typer.echo)
+    done = f" ({run.computed} of {run.n_chunks} chunks computed now)" if run.skipped else ""
+    return run.n_spectra, [int(c) for c in counts], done
 
 
 @app.command()

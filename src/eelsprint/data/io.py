@@ -8,7 +8,6 @@ raises :class:`~eelsprint.exceptions.InputDataError`, one line starting with the
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import os
 import warnings
@@ -19,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from eelsprint.data.guard import guarded_read
+from eelsprint.data.lazy import DEFAULT_CHUNK_BYTES, LazySpectra, open_array_file
+from eelsprint.data.libraries import MXENE_LABELS, read_library_csv, read_mxene_library
 from eelsprint.data.netcdf import read_dataset, write_dataset
 from eelsprint.data.spectra import Library, Spectra, _as_float, library_from_arrays, spectra_from_array
 from eelsprint.exceptions import InputDataError, first_line
@@ -28,6 +29,7 @@ __all__ = [
     "MXENE_LABELS",
     "as_spectra",
     "library_from_arrays",
+    "open_spectra",
     "read_dataset",
     "read_library",
     "read_mxene_library",
@@ -39,8 +41,6 @@ __all__ = [
 
 #: File endings read through ``hyperspy.api.load``.
 HYPERSPY_SUFFIXES = (".hspy", ".hdf5", ".dm3", ".dm4", ".msa")
-#: Class names of the labels 0..3 of the paper's MXene release.
-MXENE_LABELS = ("F50", "F25", "F12.5", "F0")
 
 PathLike = str | os.PathLike[str]
 
@@ -77,13 +77,13 @@ def _quiet() -> Iterator[_Capture]:
             logging.disable(previous)
 
 
-def _hyperspy_load(path: Path | None) -> Any:
+def _hyperspy_load(path: Path | None, lazy: bool = False) -> Any:
     """``hs.load(path)`` with HyperSpy's output silenced (``None``: only import HyperSpy)."""
     with _quiet() as capture:
         try:
             import hyperspy.api as hs
 
-            loaded = hs.load(path, lazy=False) if path is not None else 0
+            loaded = hs.load(path, lazy=lazy) if path is not None else 0
         except Exception as err:  # readers fail in many ways
             reason = first_line(err)
             if capture.first and capture.first not in reason:
@@ -95,8 +95,8 @@ def _hyperspy_load(path: Path | None) -> Any:
         return loaded
 
 
-def _signal_to_spectra(signal: Any, source: str) -> Spectra:
-    """Check a HyperSpy signal and convert it; navigation shape kept in numpy order."""
+def _signal_energy(signal: Any, source: str) -> np.ndarray:
+    """A HyperSpy signal's energy axis in eV, checked: 1-D signal, uniform, in eV or keV."""
     axes = signal.axes_manager
     if axes.signal_dimension != 1:
         raise InputDataError(
@@ -111,9 +111,13 @@ def _signal_to_spectra(signal: Any, source: str) -> Spectra:
         raise InputDataError(
             f"{source}: has no energy axis in eV (signal axis units are {units or 'unset'!r})"
         )
-    energy = np.asarray(axis.axis, dtype=np.float64) * factors[units]
-    data = np.asarray(signal.data)
-    return Spectra(_as_float(data, "spectra", source), energy, source)
+    return np.asarray(axis.axis, dtype=np.float64) * factors[units]
+
+
+def _signal_to_spectra(signal: Any, source: str) -> Spectra:
+    """Check a HyperSpy signal and convert it; navigation shape kept in numpy order."""
+    energy = _signal_energy(signal, source)
+    return Spectra(_as_float(np.asarray(signal.data), "spectra", source), energy, source)
 
 
 def spectra_from_signal(signal: Any) -> Spectra:
@@ -257,14 +261,63 @@ def _read_spectra(path: Path) -> Spectra:
     return guarded_read(_read_hyperspy, path) if suffix in (".hspy", ".hdf5") else _read_hyperspy(path)
 
 
-def _read_hyperspy(path: Path) -> Spectra:
-    loaded = _hyperspy_load(path)
+def _one_signal(path: Path, lazy: bool = False) -> Any:
+    loaded = _hyperspy_load(path, lazy)
     if isinstance(loaded, list):
         if len(loaded) != 1:
             raise InputDataError(f"{path}: file holds {len(loaded)} signals; expected exactly one")
         loaded = loaded[0]
+    return loaded
+
+
+def _read_hyperspy(path: Path) -> Spectra:
+    loaded = _one_signal(path)
     with _quiet():
         return _not_empty(_signal_to_spectra(loaded, str(path)))
+
+
+def open_spectra(
+    path: PathLike, nav_shape: Sequence[int] | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> LazySpectra:
+    """Open spectra lazily: nothing is read until a chunk is asked for (out-of-core work).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A HyperSpy file (``.hspy``, ``.zspy``, ``.hdf5``, ``.dm3``, ``.dm4``, ``.msa``, opened
+        with ``lazy=True``), or ``.npz`` (memory-mapped when uncompressed), a Zarr store
+        (``.zarr``) or NetCDF file (``.nc``) with arrays ``x``, ``energy`` and optional ``shape``.
+    nav_shape : sequence of int, optional
+        The scan grid, as in :func:`read_spectra`.
+    chunk_bytes : int
+        Bytes of spectra per chunk (navigation axes only; ~100 MB by default).
+
+    Returns
+    -------
+    LazySpectra
+
+    Raises
+    ------
+    InputDataError
+        As :func:`read_spectra`; non-finite values are found when their chunk is read.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".zarr", ".nc"):
+        if not path.exists():
+            raise InputDataError(f"{path}: file not found")
+        x, energy, shape = open_array_file(path)
+        lazy = LazySpectra(x, energy, str(path))
+        nav_shape = nav_shape if nav_shape is not None or shape is None else shape
+    elif suffix in (*HYPERSPY_SUFFIXES, ".zspy"):
+        signal = _one_signal(path if suffix == ".zspy" else _existing_file(path), lazy=True)
+        with _quiet():
+            lazy = LazySpectra(signal.data, _signal_energy(signal, str(path)), str(path))
+    else:
+        raise InputDataError(f"{path}: unsupported file type {path.suffix!r} for lazy reading")
+    if nav_shape is not None:
+        lazy = lazy.with_nav_shape(tuple(int(n) for n in nav_shape))
+    return lazy.rechunk(chunk_bytes)
 
 
 def _not_empty(spectra: Spectra) -> Spectra:
@@ -274,62 +327,6 @@ def _not_empty(spectra: Spectra) -> Spectra:
 
 
 # --------------------------------------------------------------------------- libraries
-
-
-def _read_library_csv(path: Path, min_classes: int = 2) -> Library:
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise InputDataError(f"{path}: cannot read CSV file ({first_line(err)})") from None
-    if len(rows) < 3 or len(rows[0]) < 1 + max(min_classes, 1):
-        raise InputDataError(
-            f"{path}: expected a header row (energy, label, label, ...) and at least two energy rows"
-        )
-    header = rows[0]
-    values = np.empty((len(rows) - 1, len(header)))
-    for r, row in enumerate(rows[1:], start=2):
-        if len(row) != len(header):
-            raise InputDataError(f"{path}: line {r} has {len(row)} columns, the header has {len(header)}")
-        for c, cell in enumerate(row):
-            try:
-                values[r - 2, c] = float(cell)
-            except ValueError:
-                raise InputDataError(f"{path}: line {r}, column {c + 1}: {cell!r} is not a number") from None
-    return Library(values[:, 1:].T, values[:, 0], np.array(header[1:], dtype=str), str(path), min_classes)
-
-
-def read_mxene_library(directory: PathLike) -> Library:
-    """Read the paper's release: ``MXene_DFT_Data.npy``, ``MXene_DFT_Labels.npy``, ``MXene_EELS_axis.npy``.
-
-    Labels 0..3 become ``"F50"``, ``"F25"``, ``"F12.5"`` and ``"F0"``.
-
-    Parameters
-    ----------
-    directory : str or path-like
-        Folder holding the three ``.npy`` files.
-
-    Returns
-    -------
-    Library
-    """
-    directory = Path(directory)
-    arrays = {}
-    for name in ("MXene_DFT_Data", "MXene_DFT_Labels", "MXene_EELS_axis"):
-        file = directory / f"{name}.npy"
-        if not file.is_file():
-            raise InputDataError(f"{file}: file not found")
-        try:
-            arrays[name] = np.load(file, allow_pickle=False)
-        except Exception as err:  # readers fail in many ways
-            raise InputDataError(f"{file}: cannot read .npy file ({first_line(err)})") from None
-    codes = np.asarray(arrays["MXene_DFT_Labels"]).ravel()
-    if codes.dtype.kind not in "iu" or codes.min(initial=0) < 0 or codes.max(initial=0) >= len(MXENE_LABELS):
-        raise InputDataError(
-            f"{directory}: MXene_DFT_Labels.npy must hold integers 0..{len(MXENE_LABELS) - 1}"
-        )
-    labels = np.array([MXENE_LABELS[int(code)] for code in codes], dtype=str)
-    return library_from_arrays(arrays["MXene_DFT_Data"], arrays["MXene_EELS_axis"], labels, str(directory))
 
 
 def read_library(path: PathLike, *, min_classes: int = 2) -> Library:
@@ -365,5 +362,5 @@ def read_library(path: PathLike, *, min_classes: int = 2) -> Library:
         spectra, energy, labels = arrays["spectra"], arrays["energy"], arrays["labels"]
         return library_from_arrays(spectra, energy, labels, str(path), min_classes)
     if suffix == ".csv":
-        return _read_library_csv(path, min_classes)
+        return read_library_csv(path, min_classes)
     raise InputDataError(f"{path}: unsupported library file type {path.suffix!r}; expected .npz or .csv")

@@ -4,7 +4,8 @@ An existing output path is replaced only if eelsprint wrote it:
 
 - a model directory (``manifest.json`` and ``model.json``; see :mod:`eelsprint.data.store`);
 - an export folder (``manifest.json`` and ``export.json``);
-- a result file ``<stem>.nc`` (NetCDF whose global attributes hold ``classes`` and ``integration``);
+- a result file ``<stem>.nc`` (NetCDF whose global attributes hold ``classes`` and ``integration``),
+  or a result store ``<stem>.zarr`` (a Zarr group with those attributes);
 - a pixel table of ``eelsprint suggest`` (a CSV whose header starts with ``rank,``);
 - a report's ``report.html``, ``metrics.json`` and ``posterior.nc``, when that folder's
   ``metrics.json`` is an eelsprint report's (``n_pixels`` and ``classes``).
@@ -21,6 +22,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from eelsprint.data.resultstore import is_result_store
 from eelsprint.exceptions import OutputError
 
 __all__ = ["REPORT_FILES", "check_folder_output", "check_output", "check_stems", "is_result_file"]
@@ -137,6 +139,10 @@ def check_folder_output(
         target = folder / name
         if not (target.exists() or target.is_symlink()):
             continue
+        if target.suffix == ".zarr" and target.is_dir() and not target.is_symlink():
+            if overwrite or is_result_store(target):  # a Zarr result store of eelsprint classify
+                continue
+            raise OutputError(f"{target}: exists and is not a result store written by eelsprint; {_HINT}")
         if target.is_dir() and not target.is_symlink():
             raise OutputError(f"{target}: a folder is in the place of the output file; remove or rename it")
         if not (overwrite or ours or (not report and is_result_file(target))):

@@ -14,7 +14,7 @@ import numpy as np
 
 from eelsprint.exceptions import InputDataError
 
-__all__ = ["Library", "Spectra", "library_from_arrays", "spectra_from_array"]
+__all__ = ["Library", "NavAxes", "Spectra", "library_from_arrays", "spectra_from_array"]
 
 
 def _check_finite(values: np.ndarray, what: str, source: str) -> None:
@@ -54,8 +54,33 @@ def _check_energy(energy: np.ndarray, n_channels: int, source: str) -> None:
         )
 
 
+class NavAxes:
+    """What spectra of shape ``(*nav_shape, n_channels)`` know of their axes (in memory or lazy)."""
+
+    data: Any
+    source: str
+
+    @property
+    def nav_shape(self) -> tuple[int, ...]:
+        """Shape of the scan (``()`` for a single spectrum), in numpy order."""
+        return tuple(self.data.shape[:-1])
+
+    @property
+    def n_channels(self) -> int:
+        """Number of energy channels."""
+        return int(self.data.shape[-1])
+
+    def _check_grid(self, nav_shape: tuple[int, ...]) -> None:
+        n, wanted = math.prod(self.nav_shape), math.prod(nav_shape)
+        if wanted != n or min(nav_shape, default=1) < 1:
+            grid = ",".join(map(str, nav_shape))
+            raise InputDataError(
+                f"{self.source}: navigation shape {grid} holds {wanted} spectra, but there are {n}"
+            )
+
+
 @dataclass(frozen=True, eq=False)
-class Spectra:
+class Spectra(NavAxes):
     """Spectra on a common energy axis, with any navigation (scan) shape.
 
     Attributes
@@ -82,16 +107,6 @@ class Spectra:
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "energy", energy)
 
-    @property
-    def nav_shape(self) -> tuple[int, ...]:
-        """Shape of the scan (``()`` for a single spectrum), in numpy order."""
-        return tuple(self.data.shape[:-1])
-
-    @property
-    def n_channels(self) -> int:
-        """Number of energy channels."""
-        return int(self.data.shape[-1])
-
     def flat(self) -> np.ndarray:
         """All spectra as one ``(N, n_channels)`` array (a view where possible)."""
         return self.data.reshape(-1, self.n_channels)
@@ -104,12 +119,7 @@ class Spectra:
         InputDataError
             If the grid does not hold exactly as many spectra as there are.
         """
-        n, wanted = math.prod(self.nav_shape), math.prod(nav_shape)
-        if wanted != n or min(nav_shape, default=1) < 1:
-            grid = ",".join(map(str, nav_shape))
-            raise InputDataError(
-                f"{self.source}: navigation shape {grid} holds {wanted} spectra, but there are {n}"
-            )
+        self._check_grid(nav_shape)
         return Spectra(self.data.reshape(*nav_shape, self.n_channels), self.energy, self.source)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ __all__ = [
     "FittedParts",
     "encoder_id",
     "fit_parts",
+    "model_id",
     "parts_from_tensors",
     "predict_parts",
     "resolve_device",
@@ -83,6 +85,17 @@ def encoder_id(encoder: nn.Module) -> str:
     for name, tensor in sorted(encoder.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_id(parts: FittedParts) -> str:
+    """A short hash of every fitted tensor and the settings: two models with one id predict alike."""
+    tensors, meta = parts.tensors()
+    settings = {k: v for k, v in meta.items() if k != "diagnostics"}  # config, classes, energy axis
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for name, tensor in sorted(tensors.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -141,16 +154,21 @@ def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def fit_parts(
-    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
+    spectra: Spectra,
+    library: Library,
+    cfg: Config,
+    device: torch.device,
+    progress: bool,
+    denoiser: Any = None,
 ) -> FittedParts:
     """Run the whole fit on ``device``; see the module docstring (randomness) and
     :meth:`FingerprintClassifier.fit <eelsprint.classify.FingerprintClassifier.fit>`."""
     with _seeded_global_rng(cfg.train.seed, device):
-        return _fit(spectra, library, cfg, device, progress)
+        return _fit(spectra, library, cfg, device, progress, denoiser)
 
 
 def _fit(
-    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool
+    spectra: Spectra, library: Library, cfg: Config, device: torch.device, progress: bool, denoiser: Any
 ) -> FittedParts:
     checks.check_float32(spectra.flat(), spectra.nav_shape, spectra.source)
     checks.check_float32(library.spectra, (len(library.spectra),), library.source)
@@ -163,7 +181,10 @@ def _fit(
         raise InputDataError(f"{spectra.source}: need at least 2 spectra to fit, got {len(x)}")
     checks.check_not_constant(x, spectra.source)
     checks.check_float32(x, spectra.nav_shape, spectra.source)
-    target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
+    if denoiser is None:
+        target = pca_denoise(x, cfg.preprocess.pca_components, seed=cfg.train.seed)
+    else:  # fitted out of core on every spectrum (eelsprint.scale.train)
+        target = denoiser.inverse_transform(denoiser.transform(x)).astype(x.dtype, copy=False)
     trained = train_parts(x, target, lib, cfg, device, progress)
     warn_if_inseparable(trained.check, spectra.source)
     diagnostics = trained.diagnostics
