@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -198,7 +199,48 @@ def markdown(summary: dict[str, Any], args: Any) -> str:
         p = summary["picks"][name]
         picks = f"{p['picked_wrong_before']:.2f} | {p['picked_right_after']:.2f} | {p['picked_hard']:.2f}"
         lines.append(f"| {name} | {pixels} | {share} | {gain} | {picks} |")
+    lines += ["", *reading(summary)]
     return "\n".join(lines) + "\n"
+
+
+def reading(summary: dict[str, Any]) -> list[str]:
+    """What the table says, strategy by strategy, from the numbers (and why where they fall short)."""
+    rows, picks, curves = summary["to_reach_random_final"], summary["picks"], summary["curves"]
+    base = picks["random"]["picked_wrong_before"]
+    out = [f"Grid: one point every {summary['n_reacquired'][1]:.0f} re-acquisitions, so a share is "
+           "resolved to that step.", ""]  # fmt: skip
+    for name, row in rows.items():
+        if name == "random":
+            continue
+        gain, sd = row["final_gain_over_random"], row["final_gain_sd"]
+        wrong = picks[name]["picked_wrong_before"]
+        verdict = "beats random" if gain > sd else "does not beat random reliably (gain within one sd)"
+        why = (
+            "; it ranks pixels no library class explains, which re-acquiring cannot make right, so it "
+            "picks fewer misclassified library pixels than random"
+            if name == "ood"
+            else ""
+        )
+        out.append(
+            f"- {name}: {verdict}; {wrong:.0%} of its picks were misclassified before re-acquisition "
+            f"(random: {base:.0%}){why}."
+        )
+    ece = {name: c["ece"]["mean"][-1] for name, c in curves.items()}
+    nll = {name: c["nll"]["mean"][-1] for name, c in curves.items()}
+    out.append(
+        "- Calibration after the last round: ECE "
+        + ", ".join(f"{k} {v:.3f}" for k, v in ece.items())
+        + "; NLL "
+        + ", ".join(f"{k} {v:.3f}" for k, v in nll.items())
+        + "."
+    )
+    better = [k for k in ece if k != "random" and ece[k] < ece["random"]]
+    out.append(
+        f"- Lower ECE than random after the last round: {', '.join(better)}."
+        if better
+        else "- No strategy ends with a lower ECE than random: the choice does not help calibration."
+    )
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -216,11 +258,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--gp-iterations", type=int, default=300)
     parser.add_argument("--no-update", dest="update", action="store_false")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared machine)")
+    parser.add_argument("--from-json", type=Path, help="only rewrite the markdown and figure from this JSON")
     parser.add_argument("--json", type=Path, default=RESULTS / "active_loop.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "active_loop.md")
     parser.add_argument("--figure", type=Path, default=RESULTS / "active_loop.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.from_json is not None:
+        result = json.loads(args.from_json.read_text(encoding="utf-8"))
+        saved = argparse.Namespace(**result["args"])
+        write_outputs(result["summary"], saved, args.markdown, args.figure)
+        return result
 
     found = libraries([args.library], DATA)
     if args.library not in found:
@@ -248,12 +296,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = {k: v for k, v in vars(args).items() if k not in ("json", "markdown", "figure")}
     result = {"args": settings, "summary": summary, "runs": runs}
     write_json(args.json, result, default=str)
-    if "random" in runs:
-        with atomic_write(args.markdown) as tmp:
+    write_outputs(summary, args, args.markdown, args.figure)
+    return result
+
+
+def write_outputs(summary: dict[str, Any], args: Any, md: Path, png: Path) -> None:
+    """The markdown summary (when random was run) and the figure."""
+    if "random" in summary["curves"]:
+        with atomic_write(md) as tmp:
             tmp.write_text(markdown(summary, args), encoding="utf-8")
         print(markdown(summary, args))
-    figure(summary, args.figure, f"active-learning replay, {args.library} library, {len(args.seeds)} seeds")
-    return result
+    figure(summary, png, f"active-learning replay, {args.library} library, {len(args.seeds)} seeds")
 
 
 if __name__ == "__main__":

@@ -250,7 +250,9 @@ def active_loop() -> str:
     note = (
         f"\n\n{args['library']} library, {len(args['seeds'])} seeds; {args['frames']} frame(s) of "
         f"{args['shape'][0]} x {args['shape'][1]} pixels at dose {args['dose']:g}, re-acquired at "
-        f"{args['dose_factor']:g} x; {args['rounds']} rounds of {args['k']} pixels; GP refitted each round."
+        f"{args['dose_factor']:g} x; {args['rounds']} rounds of {args['k']} pixels; fit with "
+        f"{args['epochs'] or 'the default'} epochs, GP refitted each round "
+        f"({args['gp_iterations']} iterations)."
     )
     return _table(header, rows) + note
 
