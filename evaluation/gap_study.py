@@ -137,8 +137,40 @@ def run_case(case: str, seed: int, args: Any, rob: ModuleType) -> dict[str, Any]
                 "pass": passed,
                 "why": "" if passed else (f"nearest {nearest}" if nearest != held else "cosine < 0.9"),
             }
+        if threshold == args.thresholds[0] and held in classes and report.pixels:
+            run["recovered"] = recovered(clf, series, report.prototypes[0], classes, h)
         out[f"threshold {threshold:g}"] = run
     return out
+
+
+def recovered(
+    clf: FingerprintClassifier, series: Any, prototype: np.ndarray, classes: list[str], held: int
+) -> dict[str, float]:
+    """Accuracy before and after ``update`` adds the top prototype as class ``gap1``.
+
+    The held-out class's pixels count as right when called ``gap1`` (before the update no label
+    can be right for them); library pixels only (truth >= 0).
+    """
+    added = Library(prototype[None], clf.energy_, np.array(["gap1"]), "top prototype", min_classes=1)
+    start = time.perf_counter()
+    grown = clf.update(library=added)
+    seconds = time.perf_counter() - start
+    truth = series.labels.reshape(-1)
+    names = np.array([("gap1" if i == held else c) for i, c in enumerate(classes)])
+    inside = truth >= 0
+    expected = names[truth[inside]]
+    before = clf.predict(series.spectra).reshape(-1)[inside]
+    after = grown.predict(series.spectra).reshape(-1)[inside]
+    on_held = truth[inside] == held
+    return {
+        "accuracy_before": float((before == expected).mean()),
+        "accuracy_after": float((after == expected).mean()),
+        "held_out_called_gap1": float((after[on_held] == "gap1").mean()),
+        "others_kept": float((after[~on_held] == expected[~on_held]).mean()),
+        "others_before": float((before[~on_held] == expected[~on_held]).mean()),
+        "update_s": round(seconds, 2),
+        "advise_fit": bool(grown.diagnostics_["update"]["advise_fit"]),
+    }
 
 
 def against_controls(cases: dict[str, list[dict[str, Any]]]) -> None:
@@ -196,6 +228,26 @@ def markdown(result: dict[str, Any]) -> str:
                 row.append("-" if overlap is None else f"{overlap:.2f}")
                 row += ["yes" if t["pass"] else "**no**", t["why"]]
                 lines.append("| " + " | ".join(map(str, row)) + " |")
+    lines += [
+        "\n## Adding the top prototype as a class (`update --library`, default threshold)\n",
+        "Accuracy on library pixels, the held-out class's pixels right when called `gap1`.\n",
+        "| case | seed | accuracy before | after | held-out pixels called gap1 | other classes before "
+        "| after | update (s) | full fit advised |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for case, runs in result["cases"].items():
+        for r in runs:
+            rec = next(
+                (t["recovered"] for k, t in r.items() if k.startswith("threshold") and "recovered" in t), None
+            )
+            if rec is None:
+                continue
+            lines.append(
+                f"| {case} | {r['seed']} | {rec['accuracy_before']:.3f} | {rec['accuracy_after']:.3f} "
+                f"| {rec['held_out_called_gap1']:.3f} | {rec['others_before']:.3f} "
+                f"| {rec['others_kept']:.3f} "
+                f"| {rec['update_s']:.1f} | {'yes' if rec['advise_fit'] else 'no'} |"
+            )
     lines.append("\n## Verdict\n")
     lines += [f"- {case}: {text}" for case, text in result["verdict"].items()]
     return "\n".join([*lines, WHY]) + "\n"
