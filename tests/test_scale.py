@@ -196,8 +196,10 @@ def test_two_worker_cluster_matches_in_memory(
 
     lazy = open_spectra(zarr_input, chunk_bytes=120_000)
     with (
+        # In-process workers share this process's memory: a per-worker memory limit would compare the
+        # whole test session's RSS with it and pause the workers (a hang seen in CI), so none is set.
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, memory_limit="1GB", dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=False, memory_limit=0, dashboard_address=None
         ) as cluster,
         Client(cluster) as client,
     ):
