@@ -102,7 +102,7 @@ def run_case(case: str, seed: int, args: Any, rob: ModuleType) -> dict[str, Any]
     fit_s, result = time.perf_counter() - start, clf.classify(series.spectra)
     full = library_on_axis(lib, clf.energy_, clf.config_.preprocess)  # the data's normalisation
     classes = [str(c) for c in full.classes]
-    means = np.stack([full.spectra[full.labels == c].mean(0) for c in classes])
+    means = full.class_means()
     truth = series.labels.reshape(-1)
     out: dict[str, Any] = {"seed": seed, "fit_s": round(fit_s, 2)}
     if held in classes:

@@ -60,7 +60,7 @@ def case() -> tuple[FingerprintClassifier, RealisticSeries, GapReport]:
 
 def _held_out_means(clf: FingerprintClassifier, series: RealisticSeries) -> tuple[np.ndarray, int]:
     full = library_on_axis(series.library, clf.energy_, clf.config_.preprocess)
-    means = np.stack([full.spectra[full.labels == c].mean(0) for c in full.classes])
+    means = full.class_means()
     return means, list(full.classes).index(HELD)
 
 
@@ -95,7 +95,7 @@ def test_mixture_of_two_classes_is_explained() -> None:
     """F25 lies between F50 and F12.5: their bounded mixture leaves it a small misfit (why no
     detector finds it), while F50 outside the mixture range of the rest is missed far more."""
     lib = fingerprint_library()
-    means = np.stack([lib.spectra[lib.labels == c].mean(0) for c in lib.classes])
+    means = lib.class_means()
     var = np.full(lib.n_channels, 1e-4)
     between = mixture_misfit(means[1], var, means[[0, 2, 3]], lib.energy)[0]
     outside = mixture_misfit(means[0], var, means[[1, 2, 3]], lib.energy)[0]

@@ -261,7 +261,7 @@ def find_gaps(
     if result is None:
         result = clf.classify(X, energy)
     seed = clf.config_.train.seed
-    means = np.stack([clf.library_.spectra[clf.library_.labels == c].mean(0) for c in clf.classes_])
+    means = clf.library_.class_means()  # in clf.classes_ order: the classes are the library's
     norm = np.linalg.norm(x, axis=1)
     limit = OUTLIER * float(np.median(norm))
     inlier = norm <= limit
@@ -318,7 +318,7 @@ def _class_means(library: Library, energy: np.ndarray) -> tuple[list[str], np.nd
             f"need {energy[0]:g}-{energy[-1]:g} eV; pass the model's library (clf.library_)"
         )
     classes = [str(c) for c in library.classes]
-    means = np.stack([library.spectra[library.labels == c].mean(0) for c in classes])
+    means = library.class_means()
     return classes, np.stack([np.interp(energy, library.energy, row) for row in means])
 
 

@@ -42,7 +42,7 @@ def suggest(
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Rank the pixels of RESULT to re-acquire or label next; write them as a CSV for the microscope."""
-    import pandas as pd
+    import numpy as np
 
     from eelsprint.active.loop import LoopRecord
     from eelsprint.active.pixels import flat_indices, read_table, write_table
@@ -58,7 +58,7 @@ def suggest(
     record = LoopRecord.open(loop) if loop else None
     if record is not None:
         skip.append(flat_indices(record.acquired(dims), dims, shape, str(loop)))
-    excluded = pd.unique(pd.Series([i for part in skip for i in part], dtype="int64")).astype("int64")
+    excluded = np.unique(np.concatenate(skip)) if skip else np.zeros(0, np.int64)
     table = pick(ds, k, strategy, min_distance=min_distance, exclude=excluded, seed=seed)
     write_table(table, out)
     if record is not None:

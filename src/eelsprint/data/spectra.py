@@ -191,6 +191,11 @@ class Library:
         """Number of energy channels."""
         return int(self.spectra.shape[1])
 
+    def class_means(self) -> np.ndarray:
+        """Mean spectrum of each class, shape ``(n_classes, n_channels)``, in :attr:`classes` order."""
+        index = self.class_index
+        return np.stack([self.spectra[index == c].mean(0) for c in range(len(self.classes))])
+
 
 def spectra_from_array(x: Any, energy: Any, source: str = "<array>") -> Spectra:
     """Wrap an array of spectra, shape ``(*nav, channels)`` or ``(*nav, channels, 1)``.

@@ -79,24 +79,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(name)
 
 
-def encoder_id(encoder: nn.Module) -> str:
-    """A short hash of the raw encoder's weights: results of one encoder share latent axes."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(encoder.state_dict().items()):
+def _digest(tensors: dict[str, torch.Tensor], prefix: bytes = b"") -> str:
+    """A short SHA-256 of ``prefix`` then every tensor's name and bytes, in name order."""
+    digest = hashlib.sha256(prefix)
+    for name, tensor in sorted(tensors.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def encoder_id(encoder: nn.Module) -> str:
+    """A short hash of the raw encoder's weights: results of one encoder share latent axes."""
+    return _digest(encoder.state_dict())
 
 
 def model_id(parts: FittedParts) -> str:
     """A short hash of every fitted tensor and the settings: two models with one id predict alike."""
     tensors, meta = parts.tensors()
     settings = {k: v for k, v in meta.items() if k != "diagnostics"}  # config, classes, energy axis
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for name, tensor in sorted(tensors.items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    return _digest(tensors, json.dumps(settings, sort_keys=True).encode())
 
 
 @dataclass

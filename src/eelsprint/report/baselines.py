@@ -243,8 +243,7 @@ def mlls_fit(x: np.ndarray, library: Library) -> tuple[np.ndarray, np.ndarray]:
     residual : ndarray of shape (n_spectra,)
         Residual sum of squares of the fit.
     """
-    index = library.class_index
-    references = np.stack([library.spectra[index == c].mean(0) for c in range(len(library.classes))])
+    references = library.class_means()
     scales = x @ np.linalg.pinv(references)
     return scales, ((x - scales @ references) ** 2).sum(-1)
 

@@ -256,8 +256,7 @@ def _latent(
 
 def _denoised(d: ReportData, decoded: np.ndarray, pred: np.ndarray) -> Section:
     n = len(d.classes)
-    library = d.clf.library_
-    lib_mean = np.stack([library.spectra[library.class_index == c].mean(0) for c in range(n)])
+    lib_mean = d.clf.library_.class_means()
     pca = pca_denoise(d.x, d.clf.config_.preprocess.pca_components, d.config.seed)
     panels = {
         "VAE decoder": embedding.class_mean_sd(decoded, pred, n),
