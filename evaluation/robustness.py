@@ -92,7 +92,19 @@ def config(
     pre: dict[str, Any] = {"background_window": list(background) if background else None}
     if normalise == "edge":
         pre |= {"normalise": "edge", "normalise_window": [float(lib.energy[0]), float(lib.energy[-1])]}
-    return Config.from_dict({"preprocess": pre, "train": training(args, seed), "head": {"enabled": False}})
+    return Config.from_dict(
+        {
+            "preprocess": pre,
+            "train": training(args, seed),
+            "head": {"enabled": False},
+            "nuisance": nuisance(args),
+        }
+    )
+
+
+def nuisance(args: Any) -> dict[str, Any]:
+    """The ``[nuisance]`` overrides: ``--estimate-nuisance`` widens the augmentation to the data."""
+    return {"estimate": True} if getattr(args, "estimate_nuisance", False) else {}
 
 
 def training(args: Any, seed: int) -> dict[str, Any]:
@@ -162,6 +174,7 @@ def run_eelsprint(series: Any, lib: Library, normalise: str, args: Any, seed: in
     diagnostics = {k: v for k, v in clf.diagnostics_.items() if isinstance(v, int | float | str)}
     return scores(proba, labels, t, ood, kinds) | {
         "fit_s": fit_s,
+        "labels_from": ds.attrs.get("labels_from"),
         "confusion": confusion(proba, labels).tolist(),
         "diagnostics": diagnostics,
     }
@@ -194,7 +207,12 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
     nf, own, runs = nearest_fingerprint(x, lib), np.r_[np.zeros(5, int), np.ones(5, int)], {}
     for seed in seeds:
         cfg = Config.from_dict(
-            {"preprocess": cfg_dict, "train": training(args, seed), "head": {"enabled": False}}
+            {
+                "preprocess": cfg_dict,
+                "train": training(args, seed),
+                "head": {"enabled": False},
+                "nuisance": nuisance(args),
+            }
         )
         clf = FingerprintClassifier(config=cfg, progress=False).fit(raw, lib)
         ds = clf.classify(raw)
@@ -206,6 +224,7 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
             "agreement_with_nearest": float(agree.mean()),
             "own_pixels_correct": int((label[np.r_[0:5, len(x) - 5 : len(x)]] == own).sum()),
             "max_proba_median": float(np.median(proba.max(-1))),
+            "labels_from": ds.attrs.get("labels_from"),
         }
         for v in ("epistemic", "ood_score"):
             if v in ds:
@@ -327,6 +346,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--gp-iterations", type=int, default=None)
     parser.add_argument("--no-lsmo", action="store_true")
+    parser.add_argument(
+        "--estimate-nuisance",
+        action="store_true",
+        help="fit with [nuisance] estimate = true (default: false)",
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, default=RESULTS / "robustness.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "robustness.md")
@@ -374,11 +398,28 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def merge(parts: list[dict]) -> dict:
-    """One result from runs of separate libraries (e.g. in parallel processes): commands joined."""
+    """One result from runs of separate libraries or seeds (e.g. in parallel processes).
+
+    Commands are joined; the training seeds of one library and dose (the same series and
+    baselines) are pooled and summarised again, and so are the LSMO case's seeds.
+    """
     result = parts[0] | {"command": " && ".join(p["command"] for p in parts), "libraries": {}}
     for part in parts:
-        result["libraries"] |= part["libraries"]
-        result["lsmo"] = result.get("lsmo") or part.get("lsmo")
+        for name, entry in part["libraries"].items():
+            if name not in result["libraries"]:
+                result["libraries"][name] = json.loads(json.dumps(entry))
+                continue
+            for dose, run in entry["doses"].items():
+                pooled = result["libraries"][name]["doses"].setdefault(dose, run)
+                if pooled is not run:
+                    pooled["eelsprint"] |= run["eelsprint"]
+                    pooled["eelsprint_summary"] = summarise(list(pooled["eelsprint"].values()))
+        if part.get("lsmo"):
+            if result.get("lsmo"):
+                pooled = result["lsmo"]["per_seed"] | part["lsmo"]["per_seed"]
+                result["lsmo"]["per_seed"] = dict(sorted(pooled.items(), key=lambda kv: int(kv[0])))
+            else:
+                result["lsmo"] = part["lsmo"]
     return result
 
 

@@ -287,7 +287,9 @@ class FingerprintClassifier(BaseEstimator):
             ``frame, y, x``): ``proba`` (..., class), ``label``, ``confidence``,
             ``entropy``, ``aleatoric``, ``epistemic`` (nats), ``var_from_encoder``,
             ``var_from_gp``, ``encoder_share``, ``ood_score`` (...), ``latent_mean`` and
-            ``latent_var`` (..., latent); ``attrs["integration"]`` is the mode used.
+            ``latent_var`` (..., latent); ``attrs["integration"]`` is the mode used,
+            ``attrs["labels_from"]`` ``"latent GP"``, or ``"spectral fallback"`` for a model
+            whose latent failed its own library (:mod:`eelsprint.inference.spectral`).
 
         Raises
         ------
@@ -303,6 +305,9 @@ class FingerprintClassifier(BaseEstimator):
         ood = pixel_scores(x, pred.epistemic.numpy(), lib, self.energy_, stored, pre.pca_components, seed)
         ds = to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
         ds.attrs["encoder_id"] = self.encoder_id_  # results of one encoder share latent axes
+        ds.attrs["labels_from"] = (
+            "spectral fallback" if self.diagnostics_.get("spectral_prior") else "latent GP"
+        )
         return ds
 
     def stream(
@@ -347,9 +352,11 @@ class FingerprintClassifier(BaseEstimator):
         ``precision``: "fp32", "bf16" or "int8" (CPU only; :func:`eelsprint.models.head.with_precision`).
         Maps ``(B, n_channels)`` float32 spectra on ``device_`` to :data:`eelsprint.models.head.OUTPUTS`.
         Raises ``NotFittedError`` when unfitted or without a distilled head, ``ConfigError`` for
-        "int8" on CUDA.
+        "int8" on CUDA or a model that falls back to the spectra.
         """
         device = self._on_device()
+        if self.diagnostics_.get("spectral_prior"):
+            raise ConfigError(pipeline.NO_HEAD_FOR_FALLBACK)
         if self.head_ is None:
             raise NotFittedError(
                 "this model has no distilled head (mode 'head'); re-fit it with [head] enabled = true, "

@@ -107,6 +107,13 @@ def fit(
         f"scale sd {nuisance['scale_sd']:.3f}, shift {nuisance['shift_ev']:.2f} eV, "
         f"tilt {nuisance['background_tilt']:.3f}; {time.perf_counter() - start:.0f} s -> {out}"
     )
+    if d.get("spectral_prior"):
+        prior = d["spectral_prior"]
+        typer.echo(
+            f"the latent failed its own library: labels come from the spectral fallback "
+            f"({prior['design']} fit, temperature {prior['temperature']:.3g}; library copies "
+            f"{prior['copies_accuracy']:.2f} correct), with the GP's high epistemic term kept"
+        )
 
 
 @app.command()

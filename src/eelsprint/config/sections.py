@@ -116,10 +116,11 @@ class NuisanceConfig:
     mix_min : float
         Smallest weight of the dominant fingerprint in a mixture, in [0.5, 1].
     estimate : bool
-        Replace ``scale_sd``, ``shift_ev`` and ``background_tilt`` by the values
+        Widen ``scale_sd``, ``shift_ev`` and ``background_tilt`` to the values
         estimated from the data (:func:`eelsprint.inference.ood.estimate_nuisance`,
-        reported in ``diagnostics_["nuisance_estimate"]``); ``false`` keeps the
-        values set here.
+        reported in ``diagnostics_["nuisance_estimate"]``) where the data show more
+        than 1.5 times the value set here (the values set here are floors);
+        ``false`` keeps the values set here.
     """
 
     n_augment: int = 24

@@ -69,6 +69,9 @@ class LibraryFit:
     offset: np.ndarray  # b
     tilt: np.ndarray  # c
     shift_ev: np.ndarray  # -d / a: the energy shift that the derivative term absorbs
+    # Their variances from the noise alone (the diagonal of the weighted fit's covariance, and
+    # var(d) / a^2 for the shift): counting noise widens the coefficients' spread by this much.
+    noise_var: np.ndarray  # (n_spectra, 4): scale, offset, tilt, shift
 
 
 def fit_library(
@@ -100,7 +103,8 @@ def fit_library(
     gram += 1e-9 * np.trace(gram, axis1=-2, axis2=-1)[:, None, None] * np.eye(4)
     weighted = (weight[..., None] * design).transpose(1, 0, 2).reshape(n_channels, -1)  # (C, K*4)
     rhs = (x @ weighted).reshape(len(x), len(library), 4)  # (N, K, 4)
-    coef = np.einsum("kij,nkj->nki", np.linalg.inv(gram), rhs)  # (N, K, 4); gram is symmetric
+    covariance = np.linalg.inv(gram)  # of the coefficients, when the noise model holds
+    coef = np.einsum("kij,nkj->nki", covariance, rhs)  # (N, K, 4); gram is symmetric
     # Weighted residual sum of squares of the least-squares solution: x'Wx - coef'rhs.
     rss = np.maximum(x**2 @ weight.T - (coef * rhs).sum(-1), 0.0)  # (N, K)
     chi2 = rss / max(n_channels - 4, 1)
@@ -108,8 +112,10 @@ def fit_library(
     rows = np.arange(len(x))
     nearest = ((library**2).sum(1)[None, :] - 2 * x @ library.T).argmin(1)
     a, b, c, d = (coef[rows, nearest, i] for i in range(4))
-    shift = -d / np.where(np.abs(a) > 1e-12, a, 1e-12)
-    return LibraryFit(chi2[rows, best], best, nearest, a, b, c, shift)
+    safe_a = np.where(np.abs(a) > 1e-12, a, 1e-12)
+    noise_var = np.diagonal(covariance, axis1=1, axis2=2)[nearest].copy()  # (N, 4)
+    noise_var[:, 3] /= safe_a**2
+    return LibraryFit(chi2[rows, best], best, nearest, a, b, c, -d / safe_a, noise_var)
 
 
 def _robust(values: np.ndarray) -> tuple[float, float]:
@@ -151,27 +157,42 @@ def ood_score(fit: LibraryFit, epistemic: np.ndarray, scaler: OODScaler) -> np.n
 def estimate_nuisance(fit: LibraryFit, library: np.ndarray, noise: tuple[float, float]) -> dict[str, float]:
     """Nuisance ranges the data show, in :class:`~eelsprint.config.NuisanceConfig`'s units.
 
-    Robust spreads of the best fits' coefficients: ``scale_sd`` (normalisation
-    scatter), ``shift_ev`` and ``background_tilt`` as the half-widths of uniform
-    ranges with the same spread (``sqrt(3)`` standard deviations), the tilt and
-    offset relative to the library's largest intensity; ``noise_sd`` the typical
-    noise standard deviation at the library's mean level. Scale and shift come
-    from the pixels whose best fingerprint is not (near) zero.
+    Robust spreads of the nearest fingerprints' fitted coefficients, less the spread
+    that counting noise alone gives them (the median of their noise variances,
+    :attr:`LibraryFit.noise_var`): at low dose the raw spread is mostly noise.
+    ``scale_sd`` is the normalisation scatter; ``shift_ev`` and ``background_tilt``
+    are the half-widths of uniform ranges with the same spread (``sqrt(3)``
+    standard deviations), the tilt and offset relative to the library's largest
+    intensity; ``noise_sd`` the typical noise standard deviation at the library's
+    mean level. Scale and shift come from the pixels whose nearest fingerprint is
+    not (near) zero.
     """
     peak = float(np.abs(library).max()) or 1.0
+    log_chi2 = np.log(fit.chi2)
+    centre, spread = _robust(log_chi2)
+    explained = log_chi2 <= centre + 3 * spread  # a class missing from the library is not nuisance
     norms = np.abs(library).max(1)
-    shaped = norms[fit.nearest] > 0.1 * peak  # a near-zero fingerprint has no scale or shift to fit
+    shaped = explained & (norms[fit.nearest] > 0.1 * peak)  # a near-zero fingerprint has no scale or shift
     if not shaped.any():
-        shaped = np.ones_like(shaped)
-    scale = fit.scale[shaped] / np.median(fit.scale[shaped])
-    shift = fit.shift_ev[shaped]
-    offset_tilt = np.concatenate([fit.offset, fit.tilt]) / peak
+        shaped = explained
+    scale_centre = float(np.median(fit.scale[shaped])) or 1.0
+    noise_var = np.median(fit.noise_var[shaped], axis=0)
+    scale = _beyond_noise(fit.scale[shaped] / scale_centre, noise_var[0] / scale_centre**2)
+    shift = _beyond_noise(fit.shift_ev[shaped], noise_var[3])
+    offset = _beyond_noise(fit.offset[explained] / peak, np.median(fit.noise_var[explained, 1]) / peak**2)
+    tilt = _beyond_noise(fit.tilt[explained] / peak, np.median(fit.noise_var[explained, 2]) / peak**2)
     return {
-        "scale_sd": round(_robust(scale)[1], 4),
-        "shift_ev": round(float(np.sqrt(3) * _robust(shift)[1]), 4),
-        "background_tilt": round(float(np.sqrt(3) * _robust(offset_tilt)[1]), 4),
+        "scale_sd": round(scale, 4),
+        "shift_ev": round(float(np.sqrt(3) * shift), 4),
+        "background_tilt": round(float(np.sqrt(3) * max(offset, tilt)), 4),
         "noise_sd": round(float(np.sqrt(noise[0] + noise[1] * np.abs(library).mean())), 6),
     }
+
+
+def _beyond_noise(values: np.ndarray, noise_var: float) -> float:
+    """The robust spread of ``values`` with the noise's variance taken out (0 when noise explains it)."""
+    spread = _robust(values)[1]
+    return float(np.sqrt(max(spread**2 - float(noise_var), 0.0)))
 
 
 def learn_ood(

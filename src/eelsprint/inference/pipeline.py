@@ -38,6 +38,7 @@ from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import train_parts
 from eelsprint.inference.runtime import predict_head
 from eelsprint.inference.selfcheck import warn_if_inseparable
+from eelsprint.inference.spectral import SpectralPrior
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import UncertaintyHead
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
@@ -45,6 +46,7 @@ from eelsprint.models.vae import ConvEncoder, SpectrumVAE
 __all__ = [
     "DEVICES",
     "META_KINDS",
+    "NO_HEAD_FOR_FALLBACK",
     "FittedParts",
     "encoder_id",
     "fit_parts",
@@ -52,8 +54,14 @@ __all__ = [
     "parts_from_tensors",
     "predict_parts",
     "resolve_device",
+    "spectral_prior",
 ]
 
+#: Why a model that falls back to the spectra has no real-time graph.
+NO_HEAD_FOR_FALLBACK = (
+    "this model's latent failed its own library and it predicts through the spectral fallback, "
+    "which the distilled head cannot reproduce; use mode 'fast' or 'exact'"
+)
 #: Values of the estimator's ``device`` parameter.
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -190,7 +198,7 @@ def _fit(
     warn_if_inseparable(trained.check, spectra.source)
     diagnostics = trained.diagnostics
     head = None
-    if cfg.head.enabled:  # the real-time path (mode "head"): a dense head distilled from the GP
+    if cfg.head.enabled and trained.prior is None:  # the real-time path (mode "head"): distilled from the GP
         x_t = torch.as_tensor(x, dtype=torch.float32, device=device)
         head, diagnostics["head"] = distil_head(trained.raw, trained.gp, x_t, cfg.head, cfg.train.seed)
     return FittedParts(
@@ -255,6 +263,12 @@ def _parts_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], 
     )  # fmt: skip
 
 
+def spectral_prior(diagnostics: dict[str, Any]) -> SpectralPrior | None:
+    """A model's spectrum-space fallback (:mod:`eelsprint.inference.spectral`), if its latent failed."""
+    stored = diagnostics.get("spectral_prior")
+    return None if stored is None else SpectralPrior(**stored)
+
+
 @torch.no_grad()
 def predict_parts(
     parts: FittedParts,
@@ -271,7 +285,10 @@ def predict_parts(
     latent mean and variance, each (N, latent_dim).
     """
     inf = parts.config.inference
+    prior = spectral_prior(parts.diagnostics)
     if mode == "head":
+        if prior is not None:
+            raise ConfigError(NO_HEAD_FOR_FALLBACK)
         if graph is None:
             raise ValueError("mode 'head' needs the real-time graph")
         return predict_head(graph, x, inf.head_precision, device)
@@ -280,9 +297,12 @@ def predict_parts(
     def predict(chunk: np.ndarray) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
         mu, scale = parts.raw_encoder(torch.as_tensor(chunk, dtype=torch.float32, device=device))
         var = scale.pow(2)
+        offset = None
+        if prior is not None:
+            offset = torch.as_tensor(prior.log_proba(chunk, parts.library), dtype=mu.dtype, device=device)
         if mode == "exact":
-            return predict_exact(parts.gp, mu, var, inf.mc_samples, inf.f_samples, generator), mu, var
-        return predict_fast(parts.gp, mu, var), mu, var
+            return predict_exact(parts.gp, mu, var, inf.mc_samples, inf.f_samples, generator, offset), mu, var
+        return predict_fast(parts.gp, mu, var, offset), mu, var
 
     pred, mu, var = map_chunks(predict, x, chunk=inf.batch_size, desc="classify" if progress else None)
     joined = Prediction(*(getattr(pred, k).cpu() for k in Prediction.__dataclass_fields__))

@@ -12,7 +12,10 @@ A full ``fit`` is advised when the frozen encoders cannot place the new evidence
 when the updated GP classifies fewer than :data:`MIN_TRAIN_ACCURACY` of any class's
 own training draws as that class (the latent does not separate it), or when the
 VAE reconstructs a new fingerprint much worse than the library it was trained on
-(:data:`MAX_RECONSTRUCTION_RATIO`).
+(:data:`MAX_RECONSTRUCTION_RATIO`). A model whose latent failed its own library at
+fit keeps predicting through the spectral fallback (:mod:`eelsprint.inference.spectral`,
+on the extended library): its GP is tempered again and the training draws' accuracy,
+a property of the latent it does not use, advises nothing.
 """
 
 from __future__ import annotations
@@ -158,15 +161,15 @@ def refit_parts(
         y = torch.cat([y, index.repeat(per_spectrum)])
         n_labelled = len(evidence.labels)
     gp = GPPosterior.from_model(train_gp(z, y, len(classes), cfg.model, cfg.train, progress)[0])
-    check = _stored_check(parts.diagnostics)
-    if check is not None:  # the encoders are the same: a representation that failed still fails
-        gp = temper(gp, check, len(classes))
-
     proba = predict_fast(gp, z, torch.zeros_like(z)).proba.argmax(-1)
     accuracy = {str(c): round(float((proba[y == i] == i).float().mean()), 4) for i, c in enumerate(classes)}
+    check, fallback = _stored_check(parts.diagnostics), bool(parts.diagnostics.get("spectral_prior"))
+    if check is not None and fallback:  # the same encoders: the latent still fails, the spectra label
+        gp = temper(gp, check)
     reasons = [f"class {c}: only {a:.0%} of its own training draws get its label" for c, a in accuracy.items()
-               if a < MIN_TRAIN_ACCURACY]  # fmt: skip
+               if a < MIN_TRAIN_ACCURACY and not fallback]  # fmt: skip
     report: dict[str, Any] = {"n_labelled": n_labelled, "new_classes": new_classes}
+    report["labels_from"] = "spectral fallback" if fallback else "latent GP"
     report["train_accuracy"] = accuracy
     if library is not None:
         errors = _reconstruction_error(parts, lib.spectra, device)

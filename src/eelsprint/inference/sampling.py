@@ -38,6 +38,7 @@ def sample_class_probabilities(
     seed: int = 0,
     batch_size: int = 512,
     progress: bool = False,
+    offset: np.ndarray | None = None,
 ) -> np.ndarray:
     """Monte Carlo draws of every spectrum's class probabilities.
 
@@ -55,6 +56,8 @@ def sample_class_probabilities(
         Spectra per chunk.
     progress : bool
         Show a progress bar.
+    offset : ndarray of shape (n_spectra, n_classes), optional
+        Added to f (the spectral fallback's class log-probabilities, :mod:`eelsprint.inference.spectral`).
 
     Returns
     -------
@@ -64,15 +67,16 @@ def sample_class_probabilities(
     mu_t = torch.as_tensor(mu, dtype=torch.float32)
     sd_t = torch.as_tensor(var, dtype=torch.float32).sqrt()
     d = mu_t.shape[-1]
+    shift = torch.zeros(len(mu_t), len(gp.constant)) if offset is None else torch.as_tensor(offset).float()
 
-    def draw(m: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def draw(m: torch.Tensor, s: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         z = m + s * torch.randn(n_draws, *m.shape, generator=generator)
         f_mean, f_var = gp.marginals(z.reshape(-1, d))
         f = f_mean + f_var.sqrt() * torch.randn(f_mean.shape, generator=generator)
-        return torch.softmax(f, -1).view(n_draws, len(m), -1)
+        return torch.softmax(f.view(n_draws, len(m), -1) + o, -1)
 
     desc = "posterior draws" if progress else None
-    return map_chunks(draw, mu_t, sd_t, chunk=batch_size, dim=1, desc=desc).numpy()
+    return map_chunks(draw, mu_t, sd_t, shift, chunk=batch_size, dim=1, desc=desc).numpy()
 
 
 def fraction_draws(proba_draws: np.ndarray, frame_starts: np.ndarray, seed: int = 0) -> np.ndarray:

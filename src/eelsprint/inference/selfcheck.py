@@ -55,10 +55,15 @@ class LibraryCheck:
         out["per_class"] = {k: round(v, 4) for k, v in self.per_class.items()}
         return out
 
+    @property
+    def fails_own_library(self) -> bool:
+        """The model trails nearest fingerprint on its own noisy library by more than :data:`MARGIN`."""
+        return self.self_consistency < self.nearest_self_consistency - MARGIN
+
     def problems(self) -> list[str]:
         """Plain-language reasons the representation falls short (empty when it does not)."""
         found = []
-        if self.self_consistency < self.nearest_self_consistency - MARGIN:
+        if self.fails_own_library:
             found.append(
                 f"only {self.self_consistency:.0%} of the library's own spectra (at the data's noise) get "
                 f"their own class, against {self.nearest_self_consistency:.0%} by nearest fingerprint"
@@ -144,27 +149,23 @@ def check_library(
     return LibraryCheck(float(hit.mean()), per_class, float(nearest.mean()), latent, linear)
 
 
-def temper(gp: GPPosterior, check: LibraryCheck, n_classes: int) -> GPPosterior:
-    """The GP posterior moved toward a wide prior as far as the model fails its own library.
+def temper(gp: GPPosterior, check: LibraryCheck) -> GPPosterior:
+    """The GP replaced by a wide prior when the model fails its own library; else unchanged.
 
-    With ``rho = (self_consistency - chance) / (nearest - chance)`` clipped to
-    [0, 1] (chance = 1 / n_classes), the posterior mean's and the variance
-    reduction's departures from the prior are multiplied by ``rho``, and the
-    prior variance is raised to at least :data:`PRIOR_VARIANCE`: a model that
-    cannot recognise its own library reports high epistemic uncertainty, never a
-    confident constant. Unchanged when the model keeps up with nearest fingerprint.
+    The posterior is replaced by a zero-mean prior of variance :data:`PRIOR_VARIANCE`
+    for every class: a latent that cannot recognise its own library keeps no say in
+    the labels (they come from the spectral fallback of
+    :mod:`eelsprint.inference.spectral`, the same for every training seed) and the
+    prediction reports high epistemic uncertainty, never a confident constant.
     """
-    if check.self_consistency >= check.nearest_self_consistency - MARGIN:
+    if not check.fails_own_library:
         return gp
-    chance = 1.0 / n_classes
-    rho = (check.self_consistency - chance) / max(check.nearest_self_consistency - chance, 1e-6)
-    rho = float(np.clip(rho, 0.0, 1.0))
-    gain = (PRIOR_VARIANCE / gp.outputscale).clamp_min(1.0)  # (C,): k(x) grows by this factor
     return dataclasses.replace(
         gp,
-        outputscale=gp.outputscale * gain,
-        alpha=gp.alpha * rho / gain[:, None],  # mean = c + rho * (original departure)
-        cross=gp.cross * rho / gain[:, None, None] ** 2,  # variance reduction times rho
+        outputscale=torch.full_like(gp.outputscale, PRIOR_VARIANCE),
+        constant=torch.zeros_like(gp.constant),
+        alpha=torch.zeros_like(gp.alpha),
+        cross=torch.zeros_like(gp.cross),
     )
 
 

@@ -190,6 +190,7 @@ def predict_exact(
     z_samples: int = 32,
     f_samples: int = 16,
     generator: torch.Generator | None = None,
+    offset: torch.Tensor | None = None,
 ) -> Prediction:
     """Monte Carlo reference: z ~ N(mu, var), then f ~ per-point GP marginals at each z.
 
@@ -202,12 +203,16 @@ def predict_exact(
         Draws of z, and of f per z.
     generator : torch.Generator, optional
         For reproducible draws; on ``mu``'s device.
+    offset : Tensor of shape (N, C), optional
+        Added to f's mean (the spectral prior of :mod:`eelsprint.inference.spectral`).
     """
     n, d = mu.shape
     eps = torch.randn(z_samples, n, d, generator=generator, dtype=mu.dtype, device=mu.device)
     z = mu + var.sqrt() * eps
     f_mean, f_var = gp.class_marginals(z.reshape(-1, d))  # classes first: softmax over a leading axis
     f_mean, f_var = f_mean.view(-1, 1, z_samples, n), f_var.view(-1, 1, z_samples, n)
+    if offset is not None:
+        f_mean = f_mean + offset.T[:, None, None, :]
     noise = torch.randn(
         len(f_mean), f_samples, z_samples, n, generator=generator, dtype=mu.dtype, device=mu.device
     )
@@ -237,8 +242,15 @@ def sigma_point_softmax(mean: torch.Tensor, var: torch.Tensor) -> tuple[torch.Te
     return averaged[..., :c], averaged[..., c]
 
 
-def predict_fast(gp: GPPosterior, mu: torch.Tensor, var: torch.Tensor) -> Prediction:
-    """Deterministic: exact moments of f under the Gaussian input, sigma-point softmax."""
+def predict_fast(
+    gp: GPPosterior, mu: torch.Tensor, var: torch.Tensor, offset: torch.Tensor | None = None
+) -> Prediction:
+    """Deterministic: exact moments of f under the Gaussian input, sigma-point softmax.
+
+    ``offset`` (N, C), when given, is added to f's mean (the spectral prior).
+    """
     mean, var_enc, var_gp = gp.uncertain_moments(mu, var)
+    if offset is not None:
+        mean = mean + offset
     proba, expected_entropy = sigma_point_softmax(mean, var_enc + var_gp)
     return _summarise(proba, expected_entropy, var_enc, var_gp)

@@ -13,6 +13,7 @@ import arviz as az
 import numpy as np
 
 from eelsprint.data.preprocess import pca_denoise
+from eelsprint.inference.pipeline import spectral_prior
 from eelsprint.inference.sampling import (
     fraction_draws,
     fraction_intervals,
@@ -48,11 +49,16 @@ def compute_sections(d: ReportData) -> tuple[dict[str, Any], list[Section], az.I
         "frames": [{"name": f.name, "start": f.start, "shape": list(f.shape)} for f in d.frames],
         "has_truth": d.labels is not None,
         "integration": ds.attrs.get("integration", "fast"),
+        "labels_from": ds.attrs.get("labels_from", "latent GP"),
     }
 
     d.step("posterior draws")
     cfg = d.config
-    draws = sample_class_probabilities(d.clf.gp_, mu, var, cfg.n_draws, cfg.seed, progress=not d.bar.disable)
+    prior = spectral_prior(d.clf.diagnostics_)  # a model whose latent failed: labels from the spectra
+    offset = None if prior is None else prior.log_proba(d.x, d.clf.library_)
+    draws = sample_class_probabilities(
+        d.clf.gp_, mu, var, cfg.n_draws, cfg.seed, progress=not d.bar.disable, offset=offset
+    )
     frame_index = np.repeat(np.arange(len(d.frames)), [f.size for f in d.frames])
     idata = to_inference_data(
         draws,
