@@ -20,6 +20,8 @@ from eelsprint.inference.metrics import ood_auroc
 from eelsprint.inference.ood import estimate_nuisance, fit_library, noise_model
 from eelsprint.inference.selfcheck import check_library
 
+from .test_cli import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "default"
 LSMO = ROOT.parent / "shared" / "data" / "real" / "lsmo" / "LSMO_linescan.hspy"
@@ -241,3 +243,26 @@ def test_the_data_widen_the_augmentation_only_where_they_show_clearly_more() -> 
     assert wider.broaden_ev == config.broaden_ev and wider.n_augment == config.n_augment
     fixed = dataclasses.replace(config, estimate=False)
     assert with_estimates(fixed, estimate) == fixed
+
+
+@pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")
+def test_fit_command_says_when_it_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The weak LSMO fit through `eelsprint fit`: one warning line, then the fallback named in the summary."""
+    scan = read_spectra(LSMO)
+    data = preprocess(scan, Config.from_dict(LSMO_CONFIG).preprocess)
+    library = tmp_path / "ends.csv"
+    ends = np.column_stack([data.energy, data.data[:5].mean(0), data.data[-5:].mean(0)])
+    np.savetxt(library, ends, delimiter=",", header="energy_eV,start,end", comments="")
+    toml = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in LSMO_CONFIG["preprocess"].items())
+    weak = "[train]\nepochs = 2\nraw_epochs = 2\ngp_iterations = 50\nmin_batches = 1\nlibrary_weight = 0.0\n"
+    (tmp_path / "weak.toml").write_text(f"[preprocess]\n{toml}\n{weak}")
+    config, model = tmp_path / "weak.toml", tmp_path / "m"
+    code, out, err = run_cli(
+        monkeypatch, capsys, "fit", str(LSMO), "-l", str(library), "-c", str(config), "-o", str(model)
+    )
+    assert code == 0, err
+    assert "get their own class" in err
+    assert "labels come from the spectral fallback" in out
+    assert FingerprintClassifier.load(model).diagnostics_["spectral_prior"] is not None

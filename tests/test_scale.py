@@ -24,7 +24,7 @@ from eelsprint.data.lazy import LazySpectra, nav_chunks, open_array_file
 from eelsprint.data.resultstore import done_chunks, read_result_store
 from eelsprint.data.simulate import SimulatedSeries, simulate_series
 from eelsprint.data.store import default_model_path
-from eelsprint.exceptions import InputDataError, OutputError
+from eelsprint.exceptions import ConfigError, InputDataError, OutputError
 from eelsprint.scale.store import classify_to_store, local_runner
 from tests.test_cli import run_cli
 
@@ -411,3 +411,28 @@ def test_worker_killed_mid_run_then_resume_gives_the_clean_store(
             classify_to_store(shipped, lazy, tmp_path / "r.zarr", resume=True, runner=runner, progress=False)
     resumed = read_result_store(tmp_path / "r.zarr").load()
     xr.testing.assert_identical(resumed, read_result_store(tmp_path / "clean.zarr").load())
+
+
+def test_a_cluster_of_paused_workers_stops_with_one_line(
+    shipped: FingerprintClassifier, zarr_input: Path, tmp_path: Path
+) -> None:
+    """A worker over its memory pause threshold runs nothing: the run says so instead of hanging
+    (an in-process worker with a 50 MB limit measures this whole process and pauses at once; when it
+    pauses before the model is scattered, distributed's scatter times out after ~30 s, else the stall
+    check fires after 1 s)."""
+    from distributed import Client, LocalCluster
+
+    from eelsprint.scale.cluster import cluster_runner
+
+    lazy = open_spectra(zarr_input, chunk_bytes=120_000)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, memory_limit="50MB", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        runner = cluster_runner(client, shipped, lazy, "fast", stall_s=1.0)
+        start = time.monotonic()
+        with pytest.raises(ConfigError, match=r"all 1 workers are paused .* rerun with --resume$"):
+            classify_to_store(shipped, lazy, tmp_path / "r.zarr", runner=runner, progress=False)
+        assert time.monotonic() - start < 60

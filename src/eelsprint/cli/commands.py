@@ -112,7 +112,7 @@ def fit(
         typer.echo(
             f"the latent failed its own library: labels come from the spectral fallback "
             f"({prior['design']} fit, temperature {prior['temperature']:.3g}; library copies "
-            f"{prior['copies_accuracy']:.2f} correct), with the GP's high epistemic term kept"
+            f"{prior['copies_accuracy']:.2f} correct) under a wide GP prior"
         )
 
 
