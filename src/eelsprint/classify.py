@@ -73,8 +73,8 @@ class FingerprintClassifier(BaseEstimator):
     device_ : torch.device
         Where the fitted modules are.
     diagnostics_ : dict
-        Training diagnostics (latent KL per dimension, active dimensions, raw-encoder loss,
-        the head's agreement with the GP under ``"head"``).
+        Training diagnostics (latent KL, raw-encoder loss, ``"library_check"``,
+        ``"fallback_choice"``/``"spectral_prior"``, the head's agreement with the GP).
 
     Examples
     --------
