@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from scipy.special import log_softmax
 
 from eelsprint.config import NuisanceConfig
 from eelsprint.data.augment import augment_library
@@ -89,18 +90,12 @@ class SpectralPrior:
 
     def log_proba(self, x: np.ndarray, library: Library) -> np.ndarray:
         """Class log-probabilities of pixels ``x`` on the library's axis, (n_spectra, n_classes)."""
-        return _log_softmax(
-            -0.5 * class_residuals(x, library, (self.alpha, self.beta), self.design) / self.temperature
-        )
+        rss = class_residuals(x, library, (self.alpha, self.beta), self.design)
+        return log_softmax(-0.5 * rss / self.temperature, axis=-1)
 
     def to_dict(self) -> dict[str, float | str]:
         """JSON-ready."""
         return {k: v if isinstance(v, str) else float(v) for k, v in asdict(self).items()}
-
-
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 @dataclass(frozen=True)
