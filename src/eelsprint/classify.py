@@ -305,9 +305,7 @@ class FingerprintClassifier(BaseEstimator):
         ood = pixel_scores(x, pred.epistemic.numpy(), lib, self.energy_, stored, pre.pca_components, seed)
         ds = to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
         ds.attrs["encoder_id"] = self.encoder_id_  # results of one encoder share latent axes
-        ds.attrs["labels_from"] = (
-            "spectral fallback" if self.diagnostics_.get("spectral_prior") else "latent GP"
-        )
+        ds.attrs["labels_from"] = pipeline.labels_from(self.diagnostics_)
         return ds
 
     def stream(

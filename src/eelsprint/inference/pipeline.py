@@ -50,6 +50,7 @@ __all__ = [
     "FittedParts",
     "encoder_id",
     "fit_parts",
+    "labels_from",
     "model_id",
     "parts_from_tensors",
     "predict_parts",
@@ -267,6 +268,11 @@ def spectral_prior(diagnostics: dict[str, Any]) -> SpectralPrior | None:
     """A model's spectrum-space fallback (:mod:`eelsprint.inference.spectral`), if its latent failed."""
     stored = diagnostics.get("spectral_prior")
     return None if stored is None else SpectralPrior(**stored)
+
+
+def labels_from(diagnostics: dict[str, Any]) -> str:
+    """Where a model's labels come from: ``"spectral fallback"`` or ``"latent GP"``."""
+    return "spectral fallback" if diagnostics.get("spectral_prior") else "latent GP"
 
 
 @torch.no_grad()

@@ -34,7 +34,7 @@ from eelsprint.data.spectra import Library
 from eelsprint.exceptions import InputDataError
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import with_estimates
-from eelsprint.inference.pipeline import FittedParts
+from eelsprint.inference.pipeline import FittedParts, labels_from
 from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.train import latent_training_set, train_gp
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
@@ -169,7 +169,7 @@ def refit_parts(
     reasons = [f"class {c}: only {a:.0%} of its own training draws get its label" for c, a in accuracy.items()
                if a < MIN_TRAIN_ACCURACY and not fallback]  # fmt: skip
     report: dict[str, Any] = {"n_labelled": n_labelled, "new_classes": new_classes}
-    report["labels_from"] = "spectral fallback" if fallback else "latent GP"
+    report["labels_from"] = labels_from(parts.diagnostics)
     report["train_accuracy"] = accuracy
     if library is not None:
         errors = _reconstruction_error(parts, lib.spectra, device)
