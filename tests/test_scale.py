@@ -40,11 +40,11 @@ def small() -> SimulatedSeries:
 
 @pytest.fixture(scope="module")
 def zarr_input(small: SimulatedSeries, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``small`` as a Zarr store with arrays ``x`` (float32) and ``energy``."""
+    """``small`` as a Zarr store with arrays ``x`` (float32, stored a row at a time) and ``energy``."""
     path = tmp_path_factory.mktemp("scale") / "series.zarr"
     data = small.spectra.data.astype(np.float32)
     xr.Dataset({"x": (("f", "y", "x", "e"), data), "energy": ("e", small.spectra.energy)}).to_zarr(
-        path, consolidated=False
+        path, consolidated=False, encoding={"x": {"chunks": (1, 1, 24, 240)}}
     )
     return path
 
@@ -146,6 +146,40 @@ def test_chunked_store_matches_in_memory(
     assert got.attrs["encoder_id"] == shipped.encoder_id_ and got.attrs["integration"] == mode
 
 
+def test_stored_chunks_are_read_once_and_classified_in_batches(
+    shipped: FingerprintClassifier, small: SimulatedSeries, tmp_path: Path
+) -> None:
+    from eelsprint.scale.store import classify_values
+
+    data = small.spectra.data.astype(np.float32)
+    path = tmp_path / "big-chunks.zarr"  # stored chunks of 2 x 10 x 24 spectra (460 kB), compressed
+    xr.Dataset({"x": (("f", "y", "x", "e"), data), "energy": ("e", small.spectra.energy)}).to_zarr(
+        path, consolidated=False, encoding={"x": {"chunks": (2, 10, 24, 240)}}
+    )
+    lazy = open_spectra(path, chunk_bytes=60_000)  # smaller than a stored chunk: one stored chunk each
+    assert lazy.stored == (2, 10, 24) and lazy.data.chunks[:-1] == ((2, 2), (10, 10), (24,))
+    assert open_spectra(path, chunk_bytes=10**6).data.chunks[:-1] == ((2, 2), (20,), (24,))  # 2 of them
+    parts = list(lazy.blocks(batch_bytes=60_000))  # 2 rows of a frame (46 kB) at a time, each chunk read once
+    assert len(parts) == 4 * 10 and all(b.data.shape[:-1] == (1, 2, 24) for _, b in parts)
+    order = np.arange(1920).reshape(4, 20, 24)
+    np.testing.assert_array_equal(
+        np.sort(np.concatenate([order[r].ravel() for r, _ in parts])), np.arange(1920)
+    )
+    for region, block in parts:
+        np.testing.assert_array_equal(block.data, data[region])
+
+    whole = classify_values(shipped, data[:2, :10], small.spectra.energy, "s", "fast")
+    batched = classify_values(shipped, data[:2, :10], small.spectra.energy, "s", "fast", batch_bytes=30_000)
+    xr.testing.assert_identical(batched.drop_vars("ood_score"), whole.drop_vars("ood_score"))  # attrs kept
+    np.testing.assert_allclose(batched["ood_score"], whole["ood_score"], rtol=0, atol=1e-9)  # rounding
+    run = classify_to_store(
+        shipped, lazy, tmp_path / "r.zarr", runner=local_runner(shipped, lazy, "fast", batch_bytes=60_000),
+        progress=False,
+    )  # fmt: skip
+    assert run.n_chunks == 4
+    _assert_same(read_result_store(tmp_path / "r.zarr").load(), _reference(shipped, small, "fast"), atol=1e-6)
+
+
 def test_interrupted_store_resumes_to_the_clean_result(
     shipped: FingerprintClassifier, zarr_input: Path, tmp_path: Path
 ) -> None:
@@ -185,6 +219,20 @@ def test_resume_refuses_other_settings(
     other = FingerprintClassifier.load(rel_env["model"], progress=False)  # fitted on other data
     with pytest.raises(OutputError, match="cannot resume.*model_id"):
         classify_to_store(other, lazy, tmp_path / "r.zarr", resume=True, progress=False)
+
+
+def test_resume_keeps_the_store_layout_whatever_the_memory_now(
+    shipped: FingerprintClassifier, zarr_input: Path, tmp_path: Path
+) -> None:
+    from eelsprint.scale.run import ScaleOptions, classify_file
+
+    target = tmp_path / "r.zarr"
+    first, _ = classify_file(shipped, zarr_input, target, ScaleOptions(chunk_bytes=60_000), progress=False)
+    assert first.n_chunks == 40
+    again, counts = classify_file(  # other chunk size (or memory limit) on resume: the store's layout
+        shipped, zarr_input, target, ScaleOptions(chunk_bytes=30_000, resume=True), progress=False
+    )
+    assert (again.n_chunks, again.computed, again.skipped) == (40, 0, 40) and counts.sum() == 1920
 
 
 def test_two_worker_cluster_matches_in_memory(
@@ -336,15 +384,22 @@ def test_fit_large_learns(series: SimulatedSeries, held_out: SimulatedSeries) ->
 
 def test_memory_limit_sizes_the_chunks() -> None:
     from eelsprint.exceptions import ConfigError
-    from eelsprint.scale.run import MEMORY_FIXED, MEMORY_PER_CHUNK, chunk_bytes_for
+    from eelsprint.scale.run import MEMORY_FIXED, MEMORY_PER_BATCH, MEMORY_PER_READ, chunk_bytes_for
 
     mb = 2**20
     assert chunk_bytes_for(100 * mb, None) == 100 * mb
     assert chunk_bytes_for(100 * mb, 2048 * mb, in_use=400 * mb) == 100 * mb
-    room = (750 * mb - 400 * mb - MEMORY_FIXED) // MEMORY_PER_CHUNK
-    assert chunk_bytes_for(100 * mb, 750 * mb, in_use=400 * mb) == room < 100 * mb
+    room = 750 * mb - 400 * mb - MEMORY_FIXED
+    batch = room // (MEMORY_PER_READ + MEMORY_PER_BATCH)  # chunks read are batches
+    assert chunk_bytes_for(100 * mb, 750 * mb, in_use=400 * mb) == batch < 100 * mb
+    assert chunk_bytes_for(100 * mb, 750 * mb, in_use=400 * mb, stored_bytes=batch) == batch
+    stored = 30 * mb  # a compressed chunk larger than a batch is read whole, then classified in batches
+    expected = (room - MEMORY_PER_READ * stored) // MEMORY_PER_BATCH
+    assert chunk_bytes_for(100 * mb, 750 * mb, in_use=400 * mb, stored_bytes=stored) == expected < batch
     with pytest.raises(ConfigError, match="--memory-limit 450 MB leaves no room.*holds 419 MB"):
         chunk_bytes_for(100 * mb, 450_000_000, in_use=400 * mb)
+    with pytest.raises(ConfigError, match="reads chunks of 126 MB whole"):
+        chunk_bytes_for(100 * mb, 750 * mb, in_use=400 * mb, stored_bytes=120 * mb)
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ within :data:`REDUCED_PRECISION_BUDGET`. Timings exclude reading and preprocessi
 
 from __future__ import annotations
 
-import resource
 import tempfile
 import time
 import warnings
@@ -29,7 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from eelsprint.bench.timing import ISA_FLAGS, latency_ms, machine_info, sgemm_gflops, throughput
+from eelsprint.bench.timing import (
+    ISA_FLAGS,
+    latency_ms,
+    machine_info,
+    peak_rss_mib,
+    sgemm_gflops,
+    throughput,
+)
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.exceptions import ConfigError
 from eelsprint.inference.chunks import map_chunks
@@ -290,7 +296,7 @@ def run_bench(
         "frame570_latency_ms": rows[fast]["frame570_latency_ms"],
         "lowest_b32_latency": {"pipeline": lowest, "ms": rows[lowest]["b32_latency_ms"]},
         "ceiling_fraction": flops * rows[fast]["spectra_per_s"] / (gflops * 1e9),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mib(),
         "sgemm_gflops": gflops,
         "flops_per_spectrum": flops,
         "ceiling_spectra_per_s": gflops * 1e9 / flops if flops else None,

@@ -62,7 +62,9 @@ def fit(
         int | None,
         typer.Option(help="Out of core: train on N spectra spread over the frames (one DATA file)."),
     ] = None,
-    chunk_size: Annotated[str, typer.Option(help="With --subsample: input bytes per chunk.")] = "100MB",
+    chunk_size: Annotated[
+        str, typer.Option(help="With --subsample: input bytes read and preprocessed at a time.")
+    ] = "100MB",
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train the VAE, the raw encoder (unsupervised) and the GP classifier on DATA against LIBRARY."""
@@ -87,8 +89,8 @@ def fit(
             from eelsprint.scale.run import parse_size
             from eelsprint.scale.train import fit_large
 
-            lazy = open_spectra(data[0], chunk_bytes=parse_size(chunk_size, "--chunk-size"))
-            large = fit_large(lazy, lib, cfg, subsample, progress=True)
+            batch = parse_size(chunk_size, "--chunk-size")
+            large = fit_large(open_spectra(data[0], chunk_bytes=batch), lib, cfg, subsample, True, batch)
             clf = large.model
             typer.echo(f"PCA target on all {large.n_seen} spectra; trained on {large.n_subsample}")
     for w in caught:  # the model's own warnings are one line on stderr, others pass on unchanged
@@ -161,6 +163,10 @@ def classify(
     check_choice("--format", fmt, ("netcdf", "zarr"))
     if fmt == "netcdf" and (resume or scheduler or memory_limit):
         raise ConfigError("--resume, --scheduler and --memory-limit write chunk by chunk: add --format zarr")
+    if memory_limit and not scheduler:
+        from eelsprint.scale.run import limit_malloc_arenas
+
+        limit_malloc_arenas()  # before PyTorch's and Zarr's threads start, each with an arena of its own
     suffix = ".nc" if fmt == "netcdf" else ".zarr"
     check_stems(data)
     check_folder_output(out, [f"{path.stem}{suffix}" for path in data], overwrite=overwrite)

@@ -277,7 +277,7 @@ def _read_hyperspy(path: Path) -> Spectra:
 
 
 def open_spectra(
-    path: PathLike, nav_shape: Sequence[int] | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    path: PathLike, nav_shape: Sequence[int] | None = None, chunk_bytes: int | None = DEFAULT_CHUNK_BYTES
 ) -> LazySpectra:
     """Open spectra lazily: nothing is read until a chunk is asked for (out-of-core work).
 
@@ -289,8 +289,10 @@ def open_spectra(
         (``.zarr``) or NetCDF file (``.nc``) with arrays ``x``, ``energy`` and optional ``shape``.
     nav_shape : sequence of int, optional
         The scan grid, as in :func:`read_spectra`.
-    chunk_bytes : int
-        Bytes of spectra per chunk (navigation axes only; ~100 MB by default).
+    chunk_bytes : int or None
+        Bytes of spectra per chunk (navigation axes only; ~100 MB by default). ``None``
+        keeps the file's own chunks, for a caller that rechunks once itself (rechunking twice
+        reads each chunk of the first rechunking whole).
 
     Returns
     -------
@@ -306,8 +308,8 @@ def open_spectra(
     if suffix in (".npz", ".zarr", ".nc"):
         if not path.exists():
             raise InputDataError(f"{path}: file not found")
-        x, energy, shape = open_array_file(path)
-        lazy = LazySpectra(x, energy, str(path))
+        x, energy, shape, stored = open_array_file(path)
+        lazy = LazySpectra(x, energy, str(path), stored)
         nav_shape = nav_shape if nav_shape is not None or shape is None else shape
     elif suffix in (*HYPERSPY_SUFFIXES, ".zspy"):
         signal = _one_signal(path if suffix == ".zspy" else _existing_file(path), lazy=True)
@@ -317,7 +319,7 @@ def open_spectra(
         raise InputDataError(f"{path}: unsupported file type {path.suffix!r} for lazy reading")
     if nav_shape is not None:
         lazy = lazy.with_nav_shape(tuple(int(n) for n in nav_shape))
-    return lazy.rechunk(chunk_bytes)
+    return lazy if chunk_bytes is None else lazy.rechunk(chunk_bytes)
 
 
 def _not_empty(spectra: Spectra) -> Spectra:

@@ -24,7 +24,15 @@ import numpy as np
 from eelsprint.data.spectra import NavAxes, Spectra, _check_energy
 from eelsprint.exceptions import InputDataError, first_line
 
-__all__ = ["DEFAULT_CHUNK_BYTES", "LazySpectra", "Region", "nav_chunks", "open_array_file"]
+__all__ = [
+    "DEFAULT_CHUNK_BYTES",
+    "LazySpectra",
+    "Region",
+    "batch_grid",
+    "chunk_regions",
+    "nav_chunks",
+    "open_array_file",
+]
 
 #: Default bytes of spectra per chunk (the input's own dtype).
 DEFAULT_CHUNK_BYTES = 100 * 2**20
@@ -56,6 +64,32 @@ def nav_chunks(nav_shape: tuple[int, ...], spectrum_bytes: int, chunk_bytes: int
     return tuple(chunks)
 
 
+def batch_grid(
+    nav_shape: tuple[int, ...], spectrum_bytes: int, batch_bytes: int
+) -> tuple[tuple[int, ...], ...]:
+    """Chunk sizes per navigation axis (Dask's ``chunks``) for batches of about ``batch_bytes``.
+
+    >>> batch_grid((4, 10), 100, 1000)
+    ((1, 1, 1, 1), (10,))
+    """
+    sizes = nav_chunks(nav_shape, spectrum_bytes, batch_bytes)
+    return tuple((s,) * (n // s) + ((n % s,) if n % s else ()) for n, s in zip(nav_shape, sizes, strict=True))
+
+
+def chunk_regions(chunks: tuple[tuple[int, ...], ...]) -> list[Region]:
+    """Every chunk of a grid (sizes along each axis, as Dask's ``chunks``) as slices, in C order."""
+    bounds = [np.cumsum((0, *sizes)) for sizes in chunks]
+    if not bounds:  # a single spectrum
+        return [()]
+    grid = np.indices([len(b) - 1 for b in bounds]).reshape(len(bounds), -1).T
+    return [tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, g, strict=True)) for g in grid]
+
+
+def _aligned(work: int, stored: int) -> int:
+    """A chunk size along one axis that reads every stored chunk once: ``stored`` or a multiple."""
+    return stored if work <= stored else work // stored * stored
+
+
 @dataclass(frozen=True, eq=False)
 class LazySpectra(NavAxes):
     """Spectra as a Dask array of shape ``(*nav_shape, n_channels)``, not yet read.
@@ -68,11 +102,16 @@ class LazySpectra(NavAxes):
         Energy of each channel (eV), strictly increasing.
     source : str
         Where the spectra come from (a file name), used in error messages.
+    stored : tuple of int or None
+        Navigation sizes of the chunks the file decodes whole (compressed Zarr, chunked
+        NetCDF), to which :meth:`rechunk` aligns the chunks so that each is decoded once;
+        ``None`` where any slice reads only itself (memory-mapped files).
     """
 
     data: Any
     energy: np.ndarray
     source: str = "<array>"
+    stored: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         import dask.array as da
@@ -88,6 +127,15 @@ class LazySpectra(NavAxes):
             raise InputDataError(f"{self.source}: holds no spectra (navigation shape {data.shape[:-1]})")
         object.__setattr__(self, "data", data)
         object.__setattr__(self, "energy", energy)
+        if self.stored is not None and len(self.stored) != data.ndim - 1:
+            object.__setattr__(self, "stored", None)  # not on this grid (e.g. a single spectrum)
+
+    @property
+    def stored_nbytes(self) -> int:
+        """Bytes of one stored chunk that is decoded whole (0 without :attr:`stored`)."""
+        if self.stored is None:
+            return 0
+        return int(np.prod(self.stored)) * self.n_channels * self.data.dtype.itemsize
 
     @property
     def nbytes(self) -> int:
@@ -98,20 +146,46 @@ class LazySpectra(NavAxes):
         """The same spectra on another scan grid (see :meth:`Spectra.with_nav_shape`)."""
         self._check_grid(nav_shape)
         data = self.data.reshape(*nav_shape, self.n_channels, merge_chunks=True)
-        return LazySpectra(data, self.energy, self.source)
+        stored = self.stored if tuple(nav_shape) == self.nav_shape else None
+        return LazySpectra(data, self.energy, self.source, stored)
 
     def rechunk(self, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> LazySpectra:
-        """Chunks of about ``chunk_bytes`` along navigation; each spectrum whole in one chunk."""
+        """Chunks of about ``chunk_bytes`` along navigation; each spectrum whole in one chunk.
+
+        With :attr:`stored` chunks, every chunk is a whole number of them (at least one, so a
+        chunk may be larger than ``chunk_bytes``: classify it in batches). Rechunk the file's
+        own chunks (``open_spectra(..., chunk_bytes=None)``): rechunking again reads each
+        chunk of the first rechunking whole.
+        """
         sizes = nav_chunks(self.nav_shape, self.n_channels * self.data.dtype.itemsize, chunk_bytes)
-        return LazySpectra(self.data.rechunk((*sizes, -1)), self.energy, self.source)
+        if self.stored is not None:
+            sizes = tuple(_aligned(w, s) for w, s in zip(sizes, self.stored, strict=True))
+        return LazySpectra(self.data.rechunk((*sizes, -1)), self.energy, self.source, self.stored)
+
+    @property
+    def chunk_nbytes(self) -> int:
+        """Bytes of the largest chunk."""
+        spectra = np.prod([max(sizes) for sizes in self.data.chunks[:-1]]) if self.nav_shape else 1
+        return int(spectra) * self.n_channels * self.data.dtype.itemsize
 
     def regions(self) -> list[Region]:
         """Every chunk as a tuple of navigation slices, in C order."""
-        bounds = [np.cumsum((0, *sizes)) for sizes in self.data.chunks[:-1]]
-        if not bounds:  # a single spectrum
-            return [()]
-        grid = np.indices([len(b) - 1 for b in bounds]).reshape(len(bounds), -1).T
-        return [tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, g, strict=True)) for g in grid]
+        return chunk_regions(self.data.chunks[:-1])
+
+    def read(self, region: Region) -> np.ndarray:
+        """The raw values (stored dtype, not checked) of one chunk or any navigation slices.
+
+        Raises
+        ------
+        InputDataError
+            If the file cannot be read there.
+        """
+        try:
+            return np.asarray(self.data[region].compute(scheduler="synchronous"))  # no thread pool
+        except Exception as err:  # readers fail in many ways
+            where = ", ".join(f"{s.start}:{s.stop}" for s in region)
+            reason = first_line(err)
+            raise InputDataError(f"{self.source}: cannot read spectra [{where}] ({reason})") from None
 
     def block(self, region: Region) -> Spectra:
         """Read one chunk (any navigation slices) into memory as :class:`Spectra`.
@@ -121,20 +195,25 @@ class LazySpectra(NavAxes):
         InputDataError
             If the file cannot be read there, or the chunk holds NaN/inf.
         """
-        try:
-            values = np.asarray(self.data[region].compute(scheduler="synchronous"))  # no thread pool
-        except InputDataError:
-            raise
-        except Exception as err:  # readers fail in many ways
-            where = ", ".join(f"{s.start}:{s.stop}" for s in region)
-            reason = first_line(err)
-            raise InputDataError(f"{self.source}: cannot read spectra [{where}] ({reason})") from None
-        return Spectra(values, self.energy, self.source)
+        return Spectra(self.read(region), self.energy, self.source)
 
-    def blocks(self) -> Iterator[tuple[Region, Spectra]]:
-        """Every chunk in turn, read when asked for."""
+    def blocks(self, batch_bytes: int | None = None) -> Iterator[tuple[Region, Spectra]]:
+        """Every chunk in turn, read when asked for (each chunk once).
+
+        With ``batch_bytes``, a larger chunk comes in batches of about that many bytes (their
+        regions in the whole series), so that only the raw chunk is held whole.
+        """
         for region in self.regions():
-            yield region, self.block(region)
+            values = self.read(region)
+            if batch_bytes is None or values.nbytes <= batch_bytes:
+                yield region, Spectra(values, self.energy, self.source)
+                continue
+            grid = batch_grid(values.shape[:-1], self.n_channels * values.itemsize, batch_bytes)
+            for part in chunk_regions(grid):
+                where = tuple(
+                    slice(r.start + q.start, r.start + q.stop) for r, q in zip(region, part, strict=True)
+                )
+                yield where, Spectra(values[part], self.energy, self.source)
 
 
 def _npz_member(path: Path, name: str) -> Any:
@@ -157,36 +236,46 @@ def _npz_member(path: Path, name: str) -> Any:
     return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
 
 
-def open_array_file(path: Path) -> tuple[Any, np.ndarray, tuple[int, ...] | None]:
-    """``(x, energy, shape)`` of an ``.npz``, Zarr store or NetCDF file with arrays ``x`` and ``energy``.
+def open_array_file(path: Path) -> tuple[Any, np.ndarray, tuple[int, ...] | None, tuple[int, ...] | None]:
+    """``(x, energy, shape, stored)`` of an ``.npz``, Zarr store or NetCDF file with ``x`` and ``energy``.
 
     ``x`` is memory-mapped (uncompressed ``.npz``) or a Dask array (Zarr, NetCDF); ``shape``
-    is the optional scan grid (``None`` without one).
+    is the optional scan grid (``None`` without one); ``stored`` the navigation sizes of the
+    chunks ``x`` is stored in (Zarr, chunked NetCDF; ``None`` otherwise), each decoded whole.
 
     Raises
     ------
     InputDataError
         Unreadable file, or no ``x`` / ``energy`` in it.
     """
-    suffix = path.suffix.lower()
+    suffix, stored = path.suffix.lower(), None
     try:
         if suffix == ".npz":
             with zipfile.ZipFile(path) as archive:
                 names = {n.removesuffix(".npy") for n in archive.namelist()}
             found = sorted(names)
             arrays = {k: _npz_member(path, k) for k in ("x", "energy", "shape") if k in names}
+        elif suffix == ".zarr":  # Zarr itself: Xarray's lazy indexing around it costs ~9 chunks of memory
+            import dask.array as da
+            import zarr
+
+            group = zarr.open_group(path, mode="r")
+            found = sorted(group.array_keys())
+            arrays = {k: group[k] for k in ("x", "energy", "shape") if k in found}
+            if "x" in arrays:
+                stored = arrays["x"].chunks
+                arrays["x"] = da.from_zarr(arrays["x"])
+            arrays.update({k: np.asarray(arrays[k][...]) for k in ("energy", "shape") if k in arrays})
         else:
             import xarray as xr
 
-            with warnings.catch_warnings():  # a store without consolidated metadata is fine
+            with warnings.catch_warnings():  # a file without _FillValue conventions is fine
                 warnings.simplefilter("ignore", RuntimeWarning)
-                opened = (
-                    xr.open_zarr(path, consolidated=None)
-                    if suffix == ".zarr"
-                    else xr.open_dataset(path, engine="h5netcdf", chunks={})
-                )
+                opened = xr.open_dataset(path, engine="h5netcdf", chunks={})
             found = sorted(map(str, opened.variables))
             arrays = {k: opened[k].data for k in ("x", "energy", "shape") if k in opened.variables}
+            if "x" in opened.variables:
+                stored = opened["x"].encoding.get("chunksizes")
     except Exception as err:  # readers fail in many ways
         raise InputDataError(f"{path}: cannot read {suffix} file ({first_line(err)})") from None
     missing = [k for k in ("x", "energy") if k not in arrays]
@@ -195,4 +284,5 @@ def open_array_file(path: Path) -> tuple[Any, np.ndarray, tuple[int, ...] | None
     shape = None
     if "shape" in arrays:
         shape = tuple(int(n) for n in np.asarray(arrays["shape"]).ravel())
-    return arrays["x"], np.asarray(arrays["energy"]), shape
+    nav = tuple(int(n) for n in stored[:-1]) if stored else None
+    return arrays["x"], np.asarray(arrays["energy"]), shape, nav

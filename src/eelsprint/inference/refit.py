@@ -32,9 +32,11 @@ from eelsprint.data.augment import augment_library
 from eelsprint.data.preprocess import library_on_axis
 from eelsprint.data.spectra import Library
 from eelsprint.exceptions import InputDataError
+from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import with_estimates
 from eelsprint.inference.pipeline import FittedParts, labels_from
+from eelsprint.inference.runtime import CHUNK
 from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.train import latent_training_set, train_gp
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
@@ -84,8 +86,7 @@ def _reconstruction_error(parts: FittedParts, spectra: np.ndarray, device: torch
     """L2 error of the VAE's reconstruction (decoder at the encoder's mean) per spectrum, relative to
     its norm, or to a tenth of the median norm for weak spectra (an all-zero class has no norm)."""
     x = torch.as_tensor(spectra, dtype=torch.float32, device=device)
-    loc, _ = parts.vae.encoder(x)
-    rec = parts.vae.decoder(loc)
+    rec = map_chunks(lambda batch: parts.vae.decoder(parts.vae.encoder(batch)[0]), x, chunk=CHUNK)
     norm = x.norm(dim=-1)
     return ((rec - x).norm(dim=-1) / norm.clamp_min(0.1 * float(norm.median()) + 1e-12)).cpu().numpy()
 

@@ -13,6 +13,8 @@ from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from eelsprint.config import ModelConfig, TrainConfig
+from eelsprint.inference.chunks import map_chunks
+from eelsprint.inference.runtime import CHUNK
 from eelsprint.models.gp import LatentGPClassifier
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE, gaussian_kl
 
@@ -120,7 +122,7 @@ def train_vae(
         bar.set_postfix(loss=f"{total / seen:.4g}", beta=f"{beta:.2f}")
     vae.eval()
     with torch.no_grad():
-        loc, scale = vae.encoder(x)
+        loc, scale = map_chunks(vae.encoder, x, chunk=CHUNK)  # whole, its activations took 20x the data
         kl = gaussian_kl(loc, scale, torch.zeros_like(loc), torch.ones_like(scale)).mean(0)
     return VAEDiagnostics(kl.cpu().numpy())
 
@@ -168,7 +170,7 @@ def train_raw_encoder(
     generator = torch.Generator(device).manual_seed(config.seed + 1)
     teacher.eval()
     with torch.no_grad():
-        t_loc, _ = teacher(x_target)
+        t_loc, _ = map_chunks(teacher, x_target, chunk=CHUNK)
     order = torch.randperm(len(x_raw), generator=generator, device=device)
     n_held = int(config.variance_holdout * len(x_raw)) if len(x_raw) >= 20 else 0
     held, fit = order[:n_held], order[n_held:]

@@ -17,16 +17,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import xarray as xr
 
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.data.lazy import LazySpectra, Region
-from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import ConfigError, first_line
-from eelsprint.scale.store import Runner
+from eelsprint.scale.store import Runner, classify_values
 
-__all__ = ["classify_array", "cluster_runner", "connect", "paused_error", "wait_for_a_chunk"]
+__all__ = ["cluster_runner", "connect", "paused_error", "wait_for_a_chunk"]
 
 #: Seconds without a finished chunk after which the workers' status is checked.
 STALL_CHECK_S = 10.0
@@ -51,13 +49,6 @@ def connect(address: str, timeout: float = 10.0) -> Any:
         raise ConfigError(f"--scheduler {address}: cannot connect to a Dask scheduler ({reason})") from None
 
 
-def classify_array(
-    clf: FingerprintClassifier, values: np.ndarray, energy: np.ndarray, source: str, mode: str
-) -> xr.Dataset:
-    """Classify one chunk of spectra on a worker."""
-    return clf.classify(Spectra(np.asarray(values), energy, source), mode=mode)
-
-
 def cluster_runner(
     client: Any,
     clf: FingerprintClassifier,
@@ -65,6 +56,7 @@ def cluster_runner(
     mode: str,
     in_flight: int | None = None,
     stall_s: float = STALL_CHECK_S,
+    batch_bytes: int | None = None,
 ) -> Runner:
     """A runner for :func:`~eelsprint.scale.store.classify_to_store` that uses ``client``'s cluster.
 
@@ -82,6 +74,8 @@ def cluster_runner(
     stall_s : float
         Seconds without a finished chunk after which a cluster of paused workers is an error
         (:func:`wait_for_a_chunk`).
+    batch_bytes : int, optional
+        Bytes of spectra classified at a time within a chunk (default: the whole chunk).
     """
     from distributed import as_completed
 
@@ -107,8 +101,9 @@ def cluster_runner(
             k, region = item
             values = client.compute(lazy.data[region])
             future = client.submit(
-                classify_array, model, values, lazy.energy, lazy.source, mode, key=f"eelsprint-{tag}-{k}"
-            )
+                classify_values, model, values, lazy.energy, lazy.source, mode, batch_bytes,
+                key=f"eelsprint-{tag}-{k}",
+            )  # fmt: skip
             chunk_of[future.key] = k
             done.add(future)
 

@@ -11,14 +11,15 @@ import numpy as np
 
 from eelsprint.classify import FingerprintClassifier
 from eelsprint.data.io import open_spectra
-from eelsprint.data.lazy import DEFAULT_CHUNK_BYTES
-from eelsprint.data.resultstore import read_result_store
+from eelsprint.data.lazy import DEFAULT_CHUNK_BYTES, LazySpectra
+from eelsprint.data.resultstore import read_result_store, store_identity
 from eelsprint.exceptions import ConfigError
 from eelsprint.scale.store import StoreRun, classify_to_store, local_runner
 
 __all__ = [
     "MEMORY_FIXED",
-    "MEMORY_PER_CHUNK",
+    "MEMORY_PER_BATCH",
+    "MEMORY_PER_READ",
     "ScaleOptions",
     "chunk_bytes_for",
     "classify_file",
@@ -26,14 +27,17 @@ __all__ = [
     "parse_size",
 ]
 
-#: Memory the out-of-core run needs beyond the loaded model whatever the chunk size (Zarr's and
-#: Dask's threads and buffers, a source chunk being decoded), and per byte of a chunk's input
-#: (float32): the chunk classified and the next one read meanwhile, float64 copies, preprocessing,
-#: the library fits of the out-of-library score and the results. Measured on the realism series
-#: with malloc arenas capped (``limit_malloc_arenas``): 190 MB above the model for 12 MB chunks,
-#: 262 MB for 24 MB chunks.
-MEMORY_FIXED = 128 * 2**20
-MEMORY_PER_CHUNK = 8
+#: Memory the out-of-core run needs beyond the loaded model whatever the chunk size (Zarr's,
+#: Dask's and PyTorch's threads and buffers, the result being written), per byte of a chunk as
+#: read (float32: the raw chunk, and its compressed bytes while it is decoded), and per byte of
+#: a batch classified at a time (float64 copies, preprocessing, the library fits of the
+#: out-of-library score, the results). Fitted to the worst of the measured peaks on the realism
+#: series (malloc arenas capped by ``limit_malloc_arenas``): 336 MiB above the model for 22.5 MiB
+#: chunks classified whole, 371 MiB for 90 MiB chunks in 21 MiB batches; the fixed part has
+#: 38 MiB of margin. See ``evaluation/results/scale-bench-cpu-2core.md``.
+MEMORY_FIXED = 192 * 2**20
+MEMORY_PER_READ = 2
+MEMORY_PER_BATCH = 6
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -66,17 +70,21 @@ def parse_size(text: str, option: str) -> int:
     return size
 
 
-def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None, in_use: int | None = None) -> int:
-    """The chunk size to use: ``chunk_bytes``, lowered so that the process stays within ``memory_limit``.
+def chunk_bytes_for(
+    chunk_bytes: int, memory_limit: int | None, in_use: int | None = None, stored_bytes: int = 0
+) -> int:
+    """The bytes to classify at a time: ``chunk_bytes``, lowered to keep within ``memory_limit``.
 
     ``in_use`` is what the process holds before the first chunk (Python, PyTorch, the model;
-    default: its resident memory now); of the rest, :data:`MEMORY_FIXED` goes to the machinery
-    and the remainder to the chunks' work (:data:`MEMORY_PER_CHUNK` times a chunk's bytes).
+    default: its resident memory now). Of the rest, :data:`MEMORY_FIXED` goes to the
+    machinery, :data:`MEMORY_PER_READ` times the bytes of a chunk as read to reading (a chunk
+    is at least one stored chunk of ``stored_bytes``, which a compressed file decodes whole),
+    and :data:`MEMORY_PER_BATCH` times the returned size to the classification of a batch.
 
     Raises
     ------
     ConfigError
-        If ``memory_limit`` leaves less than 1 MB per chunk.
+        If ``memory_limit`` leaves less than 1 MB per batch.
     """
     if memory_limit is None:
         return chunk_bytes
@@ -84,14 +92,18 @@ def chunk_bytes_for(chunk_bytes: int, memory_limit: int | None, in_use: int | No
         import psutil
 
         in_use = int(psutil.Process().memory_info().rss)
-    room = (memory_limit - in_use - MEMORY_FIXED) // MEMORY_PER_CHUNK
-    if room < 2**20:
+    room = memory_limit - in_use - MEMORY_FIXED
+    batch = room // (MEMORY_PER_READ + MEMORY_PER_BATCH)  # a chunk read is one batch
+    if batch < stored_bytes:  # a chunk read is one stored chunk, classified in batches
+        batch = (room - MEMORY_PER_READ * stored_bytes) // MEMORY_PER_BATCH
+    if batch < 2**20:
+        stored = f" and reads chunks of {stored_bytes / 1e6:.0f} MB whole" if stored_bytes > batch else ""
         raise ConfigError(
             f"--memory-limit {memory_limit / 1e6:.0f} MB leaves no room for chunks: this process "
-            f"already holds {in_use / 1e6:.0f} MB (Python, PyTorch, the model) and needs "
-            f"{MEMORY_FIXED / 1e6:.0f} MB more; allow more"
+            f"already holds {in_use / 1e6:.0f} MB (Python, PyTorch, the model), needs "
+            f"{MEMORY_FIXED / 1e6:.0f} MB more{stored}; allow more"
         )
-    return min(chunk_bytes, int(room))
+    return min(chunk_bytes, int(batch))
 
 
 @dataclass(frozen=True)
@@ -103,8 +115,9 @@ class ScaleOptions:
     chunk_bytes : int
         Bytes of input spectra per chunk (navigation axes only).
     memory_limit : int or None
-        Bytes of resident memory the local process may use in all (lowers ``chunk_bytes``, see
-        :func:`chunk_bytes_for`); ignored on a cluster, whose workers have their own limits.
+        Bytes of resident memory the local process may use in all (lowers the bytes classified
+        at a time, see :func:`chunk_bytes_for`); ignored on a cluster, whose workers have their
+        own limits.
     scheduler : str or None
         Address of a ``dask.distributed`` scheduler; ``None``: this machine.
     resume : bool
@@ -150,20 +163,23 @@ def classify_file(
     limit = None if options.scheduler else options.memory_limit
     if limit is not None:
         limit_malloc_arenas()
-    lazy = open_spectra(path, nav_shape, chunk_bytes_for(options.chunk_bytes, limit))
+    lazy = open_spectra(path, nav_shape, chunk_bytes=None)  # rechunked once, below
+    batch = chunk_bytes_for(options.chunk_bytes, limit, stored_bytes=lazy.stored_nbytes)
+    resumed = _layout_of(target, lazy) if options.resume else None
+    lazy = lazy.rechunk(batch) if resumed is None else resumed
     mode = mode or clf.config_.inference.mode
     if options.scheduler is None:
+        runner = local_runner(clf, lazy, mode, batch_bytes=batch)
         run = classify_to_store(
-            clf, lazy, target, mode=mode, resume=options.resume, runner=local_runner(clf, lazy, mode),
-            progress=progress,
-        )  # fmt: skip
+            clf, lazy, target, mode=mode, resume=options.resume, runner=runner, progress=progress
+        )
     else:
         from eelsprint.scale.cluster import cluster_runner, connect
 
         with connect(options.scheduler) as client:
             if client.dashboard_link:
                 log(f"dashboard: {client.dashboard_link}")
-            runner = cluster_runner(client, clf, lazy, mode)
+            runner = cluster_runner(client, clf, lazy, mode, batch_bytes=batch)
             run = classify_to_store(
                 clf, lazy, target, mode=mode, resume=options.resume, runner=runner, progress=progress
             )
@@ -171,3 +187,12 @@ def classify_file(
 
     labels = read_result_store(Path(target))["label"].data  # int32 per spectrum, read chunk by chunk
     return run, np.asarray(da.bincount(labels.ravel(), minlength=len(clf.classes_)).compute())
+
+
+def _layout_of(target: str | os.PathLike[str], lazy: LazySpectra) -> LazySpectra | None:
+    """``lazy`` in the chunks of the store ``target`` (resume there whatever the memory now), if any."""
+    identity = store_identity(Path(target))
+    chunks = (identity or {}).get("chunks")
+    if not chunks or [sum(c) for c in chunks] != list(lazy.nav_shape):
+        return None
+    return LazySpectra(lazy.data.rechunk((*map(tuple, chunks), -1)), lazy.energy, lazy.source, lazy.stored)

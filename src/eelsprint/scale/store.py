@@ -22,12 +22,13 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from eelsprint.classify import FingerprintClassifier
-from eelsprint.data.lazy import LazySpectra, Region
+from eelsprint.data.lazy import LazySpectra, Region, batch_grid, chunk_regions
 from eelsprint.data.resultstore import create_store, done_chunks, store_identity, write_chunk
+from eelsprint.data.spectra import Spectra
 from eelsprint.exceptions import OutputError
 from eelsprint.maps import nav_dims
 
-__all__ = ["StoreRun", "classify_block", "classify_to_store", "identity_of"]
+__all__ = ["StoreRun", "classify_block", "classify_to_store", "classify_values", "identity_of"]
 
 #: Yields ``(chunk index, dataset)`` for the chunks asked for, in any order.
 Runner = Callable[[list[tuple[int, Region]]], Iterable[tuple[int, xr.Dataset]]]
@@ -44,9 +45,33 @@ class StoreRun:
     n_spectra: int
 
 
-def classify_block(clf: FingerprintClassifier, lazy: LazySpectra, region: Region, mode: str) -> xr.Dataset:
-    """Read and classify one chunk (runs on a thread or a worker)."""
-    return clf.classify(lazy.block(region), mode=mode)
+def classify_values(
+    clf: FingerprintClassifier, values: np.ndarray, energy: np.ndarray, source: str, mode: str,
+    batch_bytes: int | None = None,
+) -> xr.Dataset:  # fmt: skip
+    """Classify one chunk's raw values, ``batch_bytes`` of them at a time; one Dataset for the chunk.
+
+    Batches bound the working memory (float64 copies, preprocessing, library fits) of a chunk
+    that is larger than that, such as a stored chunk that must be decoded whole.
+    """
+    nav = values.shape[:-1]
+    if batch_bytes is None or values.nbytes <= batch_bytes or not nav:
+        return clf.classify(Spectra(values, energy, source), mode=mode)
+    grid = batch_grid(nav, values.shape[-1] * values.itemsize, batch_bytes)
+    nested = np.empty([len(sizes) for sizes in grid], dtype=object)
+    for k, part in enumerate(chunk_regions(grid)):
+        nested.flat[k] = clf.classify(Spectra(values[part], energy, source), mode=mode)
+    return xr.combine_nested(
+        nested.tolist(), concat_dim=list(nav_dims(len(nav))), data_vars="all", coords="minimal",
+        compat="override", join="override", combine_attrs="override",
+    )  # fmt: skip
+
+
+def classify_block(
+    clf: FingerprintClassifier, lazy: LazySpectra, region: Region, mode: str, batch_bytes: int | None = None
+) -> xr.Dataset:
+    """Read one chunk and classify it in batches of ``batch_bytes`` (runs on a thread or a worker)."""
+    return classify_values(clf, lazy.read(region), lazy.energy, lazy.source, mode, batch_bytes)
 
 
 def identity_of(clf: FingerprintClassifier, lazy: LazySpectra, mode: str) -> dict[str, Any]:
@@ -92,22 +117,28 @@ def _template(first: xr.Dataset, lazy: LazySpectra, identity: dict[str, Any]) ->
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
-def local_runner(clf: FingerprintClassifier, lazy: LazySpectra, mode: str, workers: int = 1) -> Runner:
+def local_runner(
+    clf: FingerprintClassifier, lazy: LazySpectra, mode: str, workers: int = 1, batch_bytes: int | None = None
+) -> Runner:
     """Classify chunks in this process; the next chunk is read while one is classified.
 
-    ``workers`` chunks are classified at a time (each a thread); ``workers + 1`` chunks are in
-    memory at most.
+    ``workers`` chunks are classified at a time (each a thread), in batches of ``batch_bytes``
+    (default: whole); ``workers + 1`` chunks are in memory at most.
     """
 
     def run(todo: list[tuple[int, Region]]) -> Iterator[tuple[int, xr.Dataset]]:
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            pending = [(i, pool.submit(classify_block, clf, lazy, r, mode)) for i, r in todo[:workers]]
+
+            def submit(region: Region) -> Any:
+                return pool.submit(classify_block, clf, lazy, region, mode, batch_bytes)
+
+            pending = [(i, submit(r)) for i, r in todo[:workers]]
             queue = iter(todo[workers:])
             while pending:
                 index, future = pending.pop(0)
                 nxt = next(queue, None)
                 if nxt is not None:
-                    pending.append((nxt[0], pool.submit(classify_block, clf, lazy, nxt[1], mode)))
+                    pending.append((nxt[0], submit(nxt[1])))
                 yield index, future.result()
 
     return run

@@ -62,11 +62,13 @@ def _chosen(nav_shape: tuple[int, ...], n: int, seed: int) -> np.ndarray:
 
 
 def stream_inputs(
-    lazy: LazySpectra, library: Library, cfg: Config, n: int, progress: bool = False
-) -> tuple[IncrementalPCA, int, Spectra]:
+    lazy: LazySpectra, library: Library, cfg: Config, n: int, progress: bool = False,
+    batch_bytes: int | None = None,
+) -> tuple[IncrementalPCA, int, Spectra]:  # fmt: skip
     """One pass over the chunks: the incremental PCA, the spectra it saw, and the subsample.
 
-    The subsample (``n`` raw spectra split evenly over the frames, seeded by ``cfg.train.seed``)
+    Each chunk is read once and preprocessed ``batch_bytes`` at a time (default: whole). The
+    subsample (``n`` raw spectra split evenly over the frames, seeded by ``cfg.train.seed``)
     comes back flat, shape (n, n_channels), in file order. Chunks smaller than the number of
     PCA components are pooled with the next ones.
 
@@ -82,7 +84,9 @@ def stream_inputs(
     held: list[np.ndarray] = []  # the last full batch, fitted once the next one is full
     picked: list[np.ndarray] = []
     rows: list[np.ndarray] = []
-    for region, block in tqdm(lazy.blocks(), total=len(lazy.regions()), desc="chunks", disable=not progress):
+    bar = tqdm(total=keep.size, desc="spectra", unit_scale=True, disable=not progress)
+    for region, block in lazy.blocks(batch_bytes):
+        bar.update(block.flat().shape[0])
         index = flat_index[region].ravel()
         picked.append(index[keep[index]])
         rows.append(block.flat()[keep[index]])
@@ -92,6 +96,7 @@ def stream_inputs(
                 pca.partial_fit(held[0])
                 seen += len(held[0])
             held, pending = [np.concatenate(pending)], []
+    bar.close()
     tail = np.concatenate([*held, *pending]) if held or pending else np.empty((0, 0))
     if len(tail) < k:
         raise ConfigError(f"{lazy.source}: {len(tail)} spectra, fewer than pca_components ({k})")
@@ -103,7 +108,7 @@ def stream_inputs(
 
 def fit_large(
     lazy: LazySpectra, library: Library, config: Config | None = None, n_subsample: int = 50_000,
-    progress: bool = False,
+    progress: bool = False, batch_bytes: int | None = None,
 ) -> LargeFit:  # fmt: skip
     """Fit a :class:`FingerprintClassifier` on a series read chunk by chunk (see the module docstring).
 
@@ -116,6 +121,8 @@ def fit_large(
     n_subsample : int
         Spectra the encoders and the classifier train on, spread evenly over the frames.
     progress : bool
+    batch_bytes : int, optional
+        Bytes of spectra preprocessed at a time within a chunk (default: a whole chunk).
 
     Returns
     -------
@@ -124,6 +131,6 @@ def fit_large(
     cfg = config or Config()
     if n_subsample < 2:
         raise ConfigError(f"n_subsample must be at least 2, got {n_subsample}")
-    pca, seen, sample = stream_inputs(lazy, library, cfg, n_subsample, progress)
+    pca, seen, sample = stream_inputs(lazy, library, cfg, n_subsample, progress, batch_bytes)
     model = FingerprintClassifier(config=cfg, progress=progress).fit(sample, library, denoiser=pca)
     return LargeFit(model, int(np.prod(lazy.nav_shape)), seen, len(sample.flat()))
