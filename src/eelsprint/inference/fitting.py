@@ -25,7 +25,7 @@ from eelsprint.data.spectra import Library
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.ood import OODScaler, estimate_nuisance, fit_library, noise_model
 from eelsprint.inference.selfcheck import LibraryCheck, check_library
-from eelsprint.inference.spectral import SpectralPrior, choose_fallback
+from eelsprint.inference.spectral import SpectralPrior, choose_fallback, gp_offset
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
@@ -69,13 +69,14 @@ def with_estimates(config: NuisanceConfig, estimate: dict[str, float]) -> Nuisan
 
 @torch.no_grad()
 def _epistemic(
-    raw: ConvEncoder, gp: GPPosterior, x: np.ndarray, batch: int, offset: Any, device: torch.device
-) -> np.ndarray:
-    """The model's epistemic term on ``x``; ``offset(chunk)`` gives the spectral prior's (or ``None``)."""
+    raw: ConvEncoder, gp: GPPosterior, x: np.ndarray, batch: int, prior: SpectralPrior | None, lib: Library,
+    device: torch.device,
+) -> np.ndarray:  # fmt: skip
+    """The model's epistemic term on ``x``, with the spectral prior's offset where there is one."""
 
     def epistemic(chunk: np.ndarray) -> torch.Tensor:
         loc, scale = raw(torch.as_tensor(chunk, dtype=torch.float32, device=device))
-        return predict_fast(gp, loc, scale.pow(2), offset(chunk)).epistemic
+        return predict_fast(gp, loc, scale.pow(2), gp_offset(prior, chunk, lib, loc)).epistemic
 
     return map_chunks(epistemic, x, chunk=batch).cpu().numpy()
 
@@ -125,11 +126,7 @@ def train_parts(
     noise_sd = (x - target).std(0)
     check = check_library(raw, gp, lib, nuisance, x, noise_sd, cfg.preprocess.pca_components, cfg.train.seed)
     gp, prior, fallback = choose_fallback(raw, gp, check, lib, nuisance, noise)
-
-    def offset(chunk: np.ndarray) -> torch.Tensor | None:
-        return None if prior is None else t(prior.log_proba(chunk, lib))
-
-    epistemic = _epistemic(raw, gp, x, cfg.inference.batch_size, offset, device)
+    epistemic = _epistemic(raw, gp, x, cfg.inference.batch_size, prior, lib, device)
     scaler = OODScaler.learn(lib_fit, epistemic, noise)
     diagnostics = {
         "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],

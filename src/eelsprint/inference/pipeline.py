@@ -38,7 +38,7 @@ from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import train_parts
 from eelsprint.inference.runtime import predict_head
 from eelsprint.inference.selfcheck import warn_if_inseparable
-from eelsprint.inference.spectral import SpectralPrior
+from eelsprint.inference.spectral import SpectralPrior, gp_offset
 from eelsprint.inference.uncertainty import GPPosterior, Prediction, predict_exact, predict_fast
 from eelsprint.models.head import UncertaintyHead
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
@@ -303,9 +303,7 @@ def predict_parts(
     def predict(chunk: np.ndarray) -> tuple[Prediction, torch.Tensor, torch.Tensor]:
         mu, scale = parts.raw_encoder(torch.as_tensor(chunk, dtype=torch.float32, device=device))
         var = scale.pow(2)
-        offset = None
-        if prior is not None:
-            offset = torch.as_tensor(prior.log_proba(chunk, parts.library), dtype=mu.dtype, device=device)
+        offset = gp_offset(prior, chunk, parts.library, mu)
         if mode == "exact":
             return predict_exact(parts.gp, mu, var, inf.mc_samples, inf.f_samples, generator, offset), mu, var
         return predict_fast(parts.gp, mu, var, offset), mu, var

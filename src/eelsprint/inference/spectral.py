@@ -35,7 +35,14 @@ from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast, sigma_point_softmax
 from eelsprint.models.vae import ConvEncoder
 
-__all__ = ["DESIGNS", "SpectralPrior", "choose_fallback", "class_residuals", "fit_spectral_prior"]
+__all__ = [
+    "DESIGNS",
+    "SpectralPrior",
+    "choose_fallback",
+    "class_residuals",
+    "fit_spectral_prior",
+    "gp_offset",
+]
 
 #: The nuisance terms profiled out of each fit: energy shift only, or shift plus offset and tilt.
 DESIGNS = ("shift", "background")
@@ -96,6 +103,15 @@ class SpectralPrior:
     def to_dict(self) -> dict[str, float | str]:
         """JSON-ready."""
         return {k: v if isinstance(v, str) else float(v) for k, v in asdict(self).items()}
+
+
+def gp_offset(
+    prior: SpectralPrior | None, x: np.ndarray, library: Library, like: torch.Tensor
+) -> torch.Tensor | None:
+    """The prior's class log-probabilities of ``x`` as the GP's offset (``like``'s dtype and device)."""
+    if prior is None:
+        return None
+    return torch.as_tensor(prior.log_proba(x, library), dtype=like.dtype, device=like.device)
 
 
 @dataclass(frozen=True)
