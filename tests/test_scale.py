@@ -131,6 +131,61 @@ def test_real_files_load_lazily(name: str) -> None:
     np.testing.assert_allclose(whole, eager.data.reshape(-1, eager.n_channels), rtol=0, atol=0)
 
 
+def _zspy_from_hspy(hspy: Path, zspy: Path) -> None:
+    """Copy a HyperSpy ``.hspy`` tree into a ``.zspy`` (Zarr format 2, as HyperSpy writes it).
+
+    rosettasciio 0.15 writes ``.zspy`` with zarr-2 APIs that zarr 3 no longer has, so the file is
+    made here from the same groups, arrays and attributes.
+    """
+    import h5py
+    import zarr
+
+    def plain(value: object) -> object:
+        if isinstance(value, bytes):
+            return value.decode()
+        if isinstance(value, np.ndarray):
+            return [plain(v) for v in value.tolist()]
+        return value.item() if isinstance(value, np.generic) else value
+
+    nodes: list[tuple[str, dict[str, object], np.ndarray | None, tuple[int, ...] | None]] = []
+
+    def collect(name: str, node: h5py.Group | h5py.Dataset) -> None:
+        attrs = {k: plain(v) for k, v in node.attrs.items()}
+        data = node[...] if isinstance(node, h5py.Dataset) else None
+        nodes.append((name, attrs, data, getattr(node, "chunks", None)))
+
+    with h5py.File(hspy) as h5:  # read all first: Zarr's thread must not run inside h5py's lock
+        top = {k: plain(v) for k, v in h5.attrs.items()}
+        h5.visititems(collect)
+    root = zarr.open_group(zspy, mode="w", zarr_format=2)
+    root.attrs.update(top)
+    for name, attrs, data, chunks in nodes:
+        if data is None:
+            root.require_group(name).attrs.update(attrs)
+        else:
+            array = root.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks or data.shape)
+            array[...] = data
+            array.attrs.update(attrs)
+
+
+def test_zspy_loads_lazily(small: SimulatedSeries, tmp_path: Path) -> None:
+    import dask.array as da
+    import hyperspy.api as hs
+
+    signal = hs.signals.Signal1D(small.spectra.data[:2].astype(np.float32))
+    axis = signal.axes_manager.signal_axes[0]
+    axis.offset, axis.scale, axis.units = float(small.spectra.energy[0]), 0.25, "eV"
+    signal.save(tmp_path / "s.hspy")
+    _zspy_from_hspy(tmp_path / "s.hspy", tmp_path / "s.zspy")
+    lazy = open_spectra(tmp_path / "s.zspy", chunk_bytes=20_000)
+    eager = read_spectra(tmp_path / "s.hspy")
+    assert isinstance(lazy.data, da.Array) and lazy.nav_shape == (2, 20, 24) and len(lazy.regions()) > 2
+    np.testing.assert_array_equal(lazy.energy, eager.energy)
+    whole = np.concatenate([lazy.block(r).data.reshape(-1, 240) for r in lazy.regions()])
+    order = np.concatenate([np.arange(960).reshape(2, 20, 24)[r].ravel() for r in lazy.regions()])
+    np.testing.assert_array_equal(whole, eager.data.reshape(-1, 240)[order])
+
+
 # --------------------------------------------------------------------------- chunked classification
 
 
