@@ -353,7 +353,7 @@ class FingerprintClassifier(BaseEstimator):
         "int8" on CUDA or a model that falls back to the spectra.
         """
         device = self._on_device()
-        if self.diagnostics_.get("spectral_prior"):
+        if pipeline.spectral_prior(self.diagnostics_) is not None:
             raise ConfigError(pipeline.NO_HEAD_FOR_FALLBACK)
         if self.head_ is None:
             raise NotFittedError(

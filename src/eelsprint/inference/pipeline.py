@@ -272,7 +272,7 @@ def spectral_prior(diagnostics: dict[str, Any]) -> SpectralPrior | None:
 
 def labels_from(diagnostics: dict[str, Any]) -> str:
     """Where a model's labels come from: ``"spectral fallback"`` or ``"latent GP"``."""
-    return "spectral fallback" if diagnostics.get("spectral_prior") else "latent GP"
+    return "latent GP" if spectral_prior(diagnostics) is None else "spectral fallback"
 
 
 @torch.no_grad()

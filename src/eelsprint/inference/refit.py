@@ -35,7 +35,7 @@ from eelsprint.exceptions import InputDataError
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import with_estimates
-from eelsprint.inference.pipeline import FittedParts, labels_from
+from eelsprint.inference.pipeline import FittedParts, labels_from, spectral_prior
 from eelsprint.inference.runtime import CHUNK
 from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.train import latent_training_set, train_gp
@@ -164,7 +164,7 @@ def refit_parts(
     gp = GPPosterior.from_model(train_gp(z, y, len(classes), cfg.model, cfg.train, progress)[0])
     proba = predict_fast(gp, z, torch.zeros_like(z)).proba.argmax(-1)
     accuracy = {str(c): round(float((proba[y == i] == i).float().mean()), 4) for i, c in enumerate(classes)}
-    check, fallback = _stored_check(parts.diagnostics), bool(parts.diagnostics.get("spectral_prior"))
+    check, fallback = _stored_check(parts.diagnostics), spectral_prior(parts.diagnostics) is not None
     if check is not None and fallback:  # the same encoders: the latent still fails, the spectra label
         gp = temper(gp, check)
     reasons = [f"class {c}: only {a:.0%} of its own training draws get its label" for c, a in accuracy.items()
