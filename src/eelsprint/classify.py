@@ -302,7 +302,7 @@ class FingerprintClassifier(BaseEstimator):
         checks.check_finite_result(pred.proba.numpy(), nav, source)
         stored, pre = cast("dict[str, float] | None", self.diagnostics_.get("ood")), self.config_.preprocess
         lib, seed = self.library_.spectra, self.config_.train.seed
-        ood = pixel_scores(x, pred.epistemic.numpy(), lib, self.energy_, stored, pre.pca_components, seed)
+        ood = pixel_scores(x, lib, self.energy_, stored, pre.pca_components, seed)
         ds = to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
         ds.attrs["encoder_id"] = self.encoder_id_  # results of one encoder share latent axes
         ds.attrs["labels_from"] = pipeline.labels_from(self.diagnostics_)

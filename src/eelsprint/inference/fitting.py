@@ -22,12 +22,11 @@ import torch
 from eelsprint.config import Config, NuisanceConfig
 from eelsprint.data.augment import augment_library
 from eelsprint.data.spectra import Library
-from eelsprint.inference.chunks import map_chunks
-from eelsprint.inference.ood import OODScaler, estimate_nuisance, fit_library, noise_model
+from eelsprint.inference.ood import OODScaler, estimate_nuisance, library_features, noise_model
 from eelsprint.inference.selfcheck import LibraryCheck, check_library
-from eelsprint.inference.spectral import SpectralPrior, choose_fallback, gp_offset
+from eelsprint.inference.spectral import SpectralPrior, choose_fallback
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
-from eelsprint.inference.uncertainty import GPPosterior, predict_fast
+from eelsprint.inference.uncertainty import GPPosterior
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
 
 __all__ = ["WIDEN", "TrainedParts", "train_parts", "with_estimates"]
@@ -67,20 +66,6 @@ def with_estimates(config: NuisanceConfig, estimate: dict[str, float]) -> Nuisan
     return dataclasses.replace(config, **wider)
 
 
-@torch.no_grad()
-def _epistemic(
-    raw: ConvEncoder, gp: GPPosterior, x: np.ndarray, batch: int, prior: SpectralPrior | None, lib: Library,
-    device: torch.device,
-) -> np.ndarray:  # fmt: skip
-    """The model's epistemic term on ``x``, with the spectral prior's offset where there is one."""
-
-    def epistemic(chunk: np.ndarray) -> torch.Tensor:
-        loc, scale = raw(torch.as_tensor(chunk, dtype=torch.float32, device=device))
-        return predict_fast(gp, loc, scale.pow(2), gp_offset(prior, chunk, lib, loc)).epistemic
-
-    return map_chunks(epistemic, x, chunk=batch).cpu().numpy()
-
-
 def train_parts(
     x: np.ndarray, target: np.ndarray, lib: Library, cfg: Config, device: torch.device, progress: bool
 ) -> TrainedParts:
@@ -88,7 +73,7 @@ def train_parts(
     ``lib`` on their axis. Modules are initialised on the CPU (seeded global RNG), then moved."""
     rng = np.random.default_rng(cfg.train.seed)
     noise = noise_model(x, target)
-    lib_fit = fit_library(x, lib.spectra, lib.energy, noise)
+    lib_fit, feature = library_features(x, lib.spectra, lib.energy, noise)
     estimate = estimate_nuisance(lib_fit, lib.spectra, noise)
     nuisance = with_estimates(cfg.nuisance, estimate)
     augmented = augment_library(lib, nuisance, rng)
@@ -126,8 +111,7 @@ def train_parts(
     noise_sd = (x - target).std(0)
     check = check_library(raw, gp, lib, nuisance, x, noise_sd, cfg.preprocess.pca_components, cfg.train.seed)
     gp, prior, fallback = choose_fallback(raw, gp, check, lib, nuisance, noise)
-    epistemic = _epistemic(raw, gp, x, cfg.inference.batch_size, prior, lib, device)
-    scaler = OODScaler.learn(lib_fit, epistemic, noise)
+    scaler = OODScaler.learn(feature, noise)
     diagnostics = {
         "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
         "kl_total": round(diag.kl_total, 3),

@@ -1,4 +1,4 @@
-"""Out-of-library score: how well the library explains a pixel under the noise model, plus the GP.
+"""Out-of-library score: how well the library explains a pixel under the data's noise model.
 
 A naive least-squares residual fails at low dose: counting noise dwarfs the
 difference a foreign spectrum makes. Here every pixel ``x`` is fitted by each
@@ -9,10 +9,16 @@ fingerprint ``l_k`` with a free scale, offset, tilt and first-order energy shift
 by weighted least squares with the data's own heteroscedastic noise model,
 ``var = alpha + beta * |s|`` at the fingerprint's level ``s`` (counting noise
 grows with the signal, read noise does not), estimated from the unlabelled
-data and their PCA-denoised twins (:func:`noise_model`). The best fingerprint's reduced chi-square
-is the residual statistic. Its log and the GP's epistemic term are each
+data and their PCA-denoised twins (:func:`noise_model`). The best fingerprint's
+fit is then tested for a peak or an edge it does not explain
+(:func:`eelsprint.inference.features.feature_scan`): a matched filter per
+possible feature, far more sensitive than the fit's reduced chi-square, which
+averages a local change over every channel. ``ood_score`` is the scan's log
 standardised robustly (median, MAD) over the training pixels, learnt from the
-data without labels; ``ood_score`` is the larger of the two standard scores.
+data without labels. The GP's epistemic term stays a variable of its own: on the
+realism benchmark it is near chance as an out-of-library score, and taking the
+larger of the two standard scores lowered the scan's AUROC (MXene DFT library:
+foreign edge 0.86 -> 0.82, extra feature 0.91 -> 0.84).
 
 The same fits estimate the nuisance the data carry (:func:`estimate_nuisance`).
 """
@@ -24,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from eelsprint.data.preprocess import pca_denoise
+from eelsprint.inference.features import feature_scan, library_design
 
 __all__ = [
     "LibraryFit",
@@ -31,6 +38,7 @@ __all__ = [
     "estimate_nuisance",
     "fit_library",
     "learn_ood",
+    "library_features",
     "noise_model",
     "ood_score",
     "pixel_scores",
@@ -93,11 +101,7 @@ def fit_library(
         From :func:`noise_model`.
     """
     n_channels = x.shape[-1]
-    ramp = np.linspace(-1.0, 1.0, n_channels)
-    slope = np.gradient(library, energy, axis=-1)
-    design = np.stack(  # (K, C, 4)
-        [library, np.ones_like(library), np.broadcast_to(ramp, library.shape), slope], axis=-1
-    )
+    design = library_design(library, energy)  # (K, C, 4)
     weight = 1.0 / (noise[0] + noise[1] * np.abs(library))  # (K, C)
     gram = np.einsum("kc,kci,kcj->kij", weight, design, design)  # (K, 4, 4)
     gram += 1e-9 * np.trace(gram, axis1=-2, axis2=-1)[:, None, None] * np.eye(4)
@@ -126,32 +130,33 @@ def _robust(values: np.ndarray) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class OODScaler:
-    """Robust location and scale of the two statistics over the training pixels, with the noise model."""
+    """The noise model and the feature scan's robust location and scale over the training pixels."""
 
     alpha: float
     beta: float
-    residual_median: float
-    residual_spread: float
-    epistemic_median: float
-    epistemic_spread: float
+    feature_median: float
+    feature_spread: float
 
     @classmethod
-    def learn(cls, fit: LibraryFit, epistemic: np.ndarray, noise: tuple[float, float]) -> OODScaler:
-        """Standardisation learnt from the unlabelled training pixels."""
-        res = _robust(np.log(fit.chi2))
-        epi = _robust(np.log(np.maximum(epistemic, 1e-12)))
-        return cls(noise[0], noise[1], *res, *epi)
+    def learn(cls, feature: np.ndarray, noise: tuple[float, float]) -> OODScaler:
+        """Standardisation learnt from the unlabelled training pixels' feature scan."""
+        return cls(noise[0], noise[1], *_robust(np.log(feature)))
+
+    @classmethod
+    def stored(cls, values: dict[str, float] | None) -> OODScaler | None:
+        """The scaler a model stored; None when it has none or one of an older score (no feature scan)."""
+        if values is None or "feature_median" not in values:
+            return None
+        return cls(*(float(values[k]) for k in ("alpha", "beta", "feature_median", "feature_spread")))
 
     def to_dict(self) -> dict[str, float]:
         """JSON-ready (stored in the model's diagnostics)."""
         return {k: float(v) for k, v in asdict(self).items()}
 
 
-def ood_score(fit: LibraryFit, epistemic: np.ndarray, scaler: OODScaler) -> np.ndarray:
-    """The larger robust standard score of the residual statistic and of the epistemic term, (n_spectra,)."""
-    res = (np.log(fit.chi2) - scaler.residual_median) / scaler.residual_spread
-    epi = (np.log(np.maximum(epistemic, 1e-12)) - scaler.epistemic_median) / scaler.epistemic_spread
-    return np.maximum(res, epi)
+def ood_score(feature: np.ndarray, scaler: OODScaler) -> np.ndarray:
+    """The feature scan's robust standard score, (n_spectra,): about 0 for typical pixels, > 3 unusual."""
+    return (np.log(feature) - scaler.feature_median) / scaler.feature_spread
 
 
 def estimate_nuisance(fit: LibraryFit, library: np.ndarray, noise: tuple[float, float]) -> dict[str, float]:
@@ -195,26 +200,30 @@ def _beyond_noise(values: np.ndarray, noise_var: float) -> float:
     return float(np.sqrt(max(spread**2 - float(noise_var), 0.0)))
 
 
+def library_features(
+    x: np.ndarray, library: np.ndarray, energy: np.ndarray, noise: tuple[float, float]
+) -> tuple[LibraryFit, np.ndarray]:
+    """The library fit of pixels ``x`` and its feature scan, shape (n_spectra,)."""
+    fit = fit_library(x, library, energy, noise)
+    return fit, feature_scan(x, library, energy, noise, fit.best)
+
+
 def learn_ood(
-    x: np.ndarray, smooth: np.ndarray, library: np.ndarray, energy: np.ndarray, epistemic: np.ndarray
+    x: np.ndarray, smooth: np.ndarray, library: np.ndarray, energy: np.ndarray
 ) -> tuple[OODScaler, dict[str, float]]:
     """From unlabelled pixels ``x`` (and their denoised twins): the OOD standardisation and the nuisance."""
     noise = noise_model(x, smooth)
-    fit = fit_library(x, library, energy, noise)
-    return OODScaler.learn(fit, epistemic, noise), estimate_nuisance(fit, library, noise)
+    fit, feature = library_features(x, library, energy, noise)
+    return OODScaler.learn(feature, noise), estimate_nuisance(fit, library, noise)
 
 
-def score_pixels(
-    x: np.ndarray, library: np.ndarray, energy: np.ndarray, epistemic: np.ndarray, scaler: OODScaler
-) -> np.ndarray:
+def score_pixels(x: np.ndarray, library: np.ndarray, energy: np.ndarray, scaler: OODScaler) -> np.ndarray:
     """``ood_score`` of pixels ``x`` (n_spectra, n_channels) on the model's axis, shape (n_spectra,)."""
-    fit = fit_library(x, library, energy, (scaler.alpha, scaler.beta))
-    return ood_score(fit, epistemic, scaler)
+    return ood_score(library_features(x, library, energy, (scaler.alpha, scaler.beta))[1], scaler)
 
 
 def pixel_scores(
     x: np.ndarray,
-    epistemic: np.ndarray,
     library: np.ndarray,
     energy: np.ndarray,
     stored: dict[str, float] | None,
@@ -223,14 +232,13 @@ def pixel_scores(
 ) -> np.ndarray:
     """``ood_score`` with the model's stored standardisation, else one learnt from ``x`` itself.
 
-    Models fitted before the score existed carry none; it is then learnt from the
-    pixels being classified (at least 20 spectra, else NaN).
+    Models fitted before the feature scan existed carry none (or one of the older
+    residual score); it is then learnt from the pixels being classified (at least
+    20 spectra, else NaN).
     """
-    if stored is not None:
-        scaler = OODScaler(**stored)
-    elif len(x) >= 20:
-        smooth = pca_denoise(x, pca_components, seed=seed)
-        scaler = learn_ood(x, smooth, library, energy, epistemic)[0]
-    else:
+    scaler = OODScaler.stored(stored)
+    if scaler is None and len(x) >= 20:
+        scaler = learn_ood(x, pca_denoise(x, pca_components, seed=seed), library, energy)[0]
+    if scaler is None:
         return np.full(len(x), np.nan)
-    return score_pixels(x, library, energy, epistemic, scaler)
+    return score_pixels(x, library, energy, scaler)
