@@ -9,8 +9,8 @@ fingerprint ``l_k`` with a free scale, offset, tilt and first-order energy shift
 by weighted least squares with the data's own heteroscedastic noise model,
 ``var = alpha + beta * |s|`` at the fingerprint's level ``s`` (counting noise
 grows with the signal, read noise does not), estimated from the unlabelled
-data and their PCA-denoised twins (:func:`noise_model`). The best fingerprint's
-fit is then tested for a peak or an edge it does not explain
+data and their PCA-denoised twins (:func:`noise_model`). The best fingerprint is
+then tested for a peak or an edge it does not explain
 (:func:`eelsprint.inference.features.feature_scan`): a matched filter per
 possible feature, far more sensitive than the fit's reduced chi-square, which
 averages a local change over every channel. ``ood_score`` is the scan's log
