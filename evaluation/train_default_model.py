@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> Path:
         old = clf.diagnostics_["ood"]
         x = clf.prepare(series.spectra).flat()  # what fit trained on
         noise = (float(old["alpha"]), float(old["beta"]))
-        feature = library_features(x, clf.library_.spectra, clf.energy_, noise)[1]
-        clf.diagnostics_["ood"] = OODScaler.learn(feature, noise).to_dict()
+        _, feature, prior = library_features(
+            x, clf.library_.spectra, clf.energy_, noise, seed=clf.config_.train.seed
+        )
+        clf.diagnostics_["ood"] = OODScaler.learn(feature, noise, prior).to_dict()
         clf.save(args.out)
         print(f"saved {args.out}: ood {old} -> {clf.diagnostics_['ood']}")
         return args.out

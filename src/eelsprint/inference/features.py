@@ -14,8 +14,20 @@ the likelihood-ratio statistic of the atom is
 
     t_g = r . P g / |P g| = y . P g / |P g|,      P = 1 - Q Q'
 
-standard normal when the pixel is its fingerprint plus noise. The scan is
-``max_g |t_g|``: one matched filter per possible feature, tested together.
+standard normal when the pixel is its fingerprint plus noise.
+
+Testing every atom costs significance: a feature of ``t`` ~ 2.5 is as large as
+the largest of ~400 null statistics. But foreign pixels share their features,
+so the data say where to look. The scan is an empirical-Bayes mixture
+(:class:`FeaturePrior`): a pixel has no feature (weight ``pi_0``) or one at atom
+``g`` (weight ``pi_g``) with a Gaussian amplitude of variance ``tau^2`` (3 noise
+standard deviations), whose marginal likelihood ratio is
+``(1 + tau^2)^-1/2 exp(t_g^2 tau^2 / 2 (1 + tau^2))``; the weights are learnt by
+EM from the unlabelled training pixels, and the scan is the log odds
+``log sum_g pi_g LR_g - log pi_0``. With uniform weights it ranks pixels almost
+as ``max_g |t_g|``; learnt weights lift the atoms the data use (realism
+benchmark, three series each: MXene foreign edge 0.89-0.94 -> 0.96-0.99, extra
+feature 0.90-0.93 -> 0.92-0.96; Cu L2,3 within +-0.03).
 
 The scan's fit has no energy-shift term: a fingerprint's derivative is itself
 peak- and edge-shaped, and a free shift absorbed part of a foreign edge (realism
@@ -27,14 +39,19 @@ score: align the spectra in preprocessing.
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
-__all__ = ["WIDTHS_EV", "feature_atoms", "feature_scan", "library_design"]
+import numpy as np
+from scipy.special import logsumexp
+
+__all__ = ["WIDTHS_EV", "FeaturePrior", "atom_tests", "feature_atoms", "feature_scan", "library_design"]
 
 #: Widths (eV) of the scanned peaks and steps: fine structure, white lines, broad features.
 WIDTHS_EV = (1.0, 2.0, 4.0)
 _CENTRES = 60  # about this many atom centres per width across the window
-_BATCH = 8192  # pixels per projection batch (the (batch, n_atoms) scores stay ~20 MB)
+_BATCH = 8192  # pixels per batch (the (batch, n_atoms) statistics stay ~25 MB)
+_TAU2 = 9.0  # prior variance of a feature's amplitude, in noise standard deviations squared
+_EM_STEPS = 100
 
 
 def library_design(library: np.ndarray, energy: np.ndarray) -> np.ndarray:
@@ -61,10 +78,10 @@ def feature_atoms(energy: np.ndarray) -> np.ndarray:
     return np.concatenate(atoms)
 
 
-def feature_scan(
+def atom_tests(
     x: np.ndarray, library: np.ndarray, energy: np.ndarray, noise: tuple[float, float], best: np.ndarray
 ) -> np.ndarray:
-    """``max_g |t_g|`` of every pixel against its best fingerprint, shape (n_spectra,).
+    """Every atom's statistic ``t_g`` for every pixel, shape (n_spectra, n_atoms).
 
     Parameters
     ----------
@@ -78,7 +95,7 @@ def feature_scan(
     """
     designs = library_design(library, energy)
     atoms = feature_atoms(energy).T  # (C, A)
-    out = np.empty(len(x))
+    out = np.empty((len(x), atoms.shape[1]), dtype=np.float32)
     for k in np.unique(best):
         rows = np.flatnonzero(best == k)
         root_w = 1.0 / np.sqrt(noise[0] + noise[1] * np.abs(library[k]))
@@ -86,7 +103,59 @@ def feature_scan(
         tested = atoms * root_w[:, None]
         tested -= q @ (q.T @ tested)
         tested /= np.maximum(np.linalg.norm(tested, axis=0), 1e-12)
-        for start in range(0, len(rows), _BATCH):
-            part = rows[start : start + _BATCH]
-            out[part] = np.abs((x[part] * root_w) @ tested).max(1)  # tested is orthogonal to q
+        out[rows] = (x[rows] * root_w) @ tested  # tested is orthogonal to q
+    return out
+
+
+def _log_ratios(t: np.ndarray) -> np.ndarray:
+    """Log marginal likelihood ratio of a feature at each atom against none, same shape as ``t``."""
+    return -0.5 * np.log1p(_TAU2) + t.astype(np.float64) ** 2 * (_TAU2 / (2 * (1 + _TAU2)))
+
+
+@dataclass(frozen=True)
+class FeaturePrior:
+    """Log weights of "no feature" and of a feature at each atom (the mixture of the module docstring)."""
+
+    log_null: float
+    log_weights: tuple[float, ...]
+
+    @classmethod
+    def uniform(cls, n_atoms: int, null: float = 0.9) -> FeaturePrior:
+        """No atom preferred; ``null`` of the pixels without a feature."""
+        return cls(float(np.log(null)), (float(np.log((1 - null) / n_atoms)),) * n_atoms)
+
+    @classmethod
+    def learn(cls, t: np.ndarray) -> FeaturePrior:
+        """EM on the atom statistics ``t`` (n_spectra, n_atoms) of unlabelled pixels."""
+        log_lr = _log_ratios(t)
+        prior = cls.uniform(t.shape[1])
+        log_null, log_w = prior.log_null, np.array(prior.log_weights)
+        for _ in range(_EM_STEPS):
+            joint = np.concatenate([np.full((len(t), 1), log_null), log_lr + log_w], axis=1)
+            resp = np.exp(joint - logsumexp(joint, axis=1, keepdims=True)).mean(0)
+            log_null, log_w = float(np.log(resp[0])), np.log(np.maximum(resp[1:], 1e-300))
+        return cls(log_null, tuple(float(v) for v in log_w))
+
+    def log_odds(self, t: np.ndarray) -> np.ndarray:
+        """``log sum_g pi_g LR_g - log pi_0`` of each pixel, shape (n_spectra,)."""
+        return logsumexp(_log_ratios(t) + np.asarray(self.log_weights), axis=1) - self.log_null
+
+
+def feature_scan(
+    x: np.ndarray,
+    library: np.ndarray,
+    energy: np.ndarray,
+    noise: tuple[float, float],
+    best: np.ndarray,
+    prior: FeaturePrior,
+) -> np.ndarray:
+    """The scan's log odds of every pixel against its best fingerprint, shape (n_spectra,).
+
+    Takes the arguments of :func:`atom_tests` and the mixture's ``prior``; works
+    through the pixels in batches.
+    """
+    out = np.empty(len(x))
+    for start in range(0, len(x), _BATCH):
+        part = slice(start, start + _BATCH)
+        out[part] = prior.log_odds(atom_tests(x[part], library, energy, noise, best[part]))
     return out

@@ -73,7 +73,7 @@ def train_parts(
     ``lib`` on their axis. Modules are initialised on the CPU (seeded global RNG), then moved."""
     rng = np.random.default_rng(cfg.train.seed)
     noise = noise_model(x, target)
-    lib_fit, feature = library_features(x, lib.spectra, lib.energy, noise)
+    lib_fit, feature, feature_prior = library_features(x, lib.spectra, lib.energy, noise, seed=cfg.train.seed)
     estimate = estimate_nuisance(lib_fit, lib.spectra, noise)
     nuisance = with_estimates(cfg.nuisance, estimate)
     augmented = augment_library(lib, nuisance, rng)
@@ -111,7 +111,7 @@ def train_parts(
     noise_sd = (x - target).std(0)
     check = check_library(raw, gp, lib, nuisance, x, noise_sd, cfg.preprocess.pca_components, cfg.train.seed)
     gp, prior, fallback = choose_fallback(raw, gp, check, lib, nuisance, noise)
-    scaler = OODScaler.learn(feature, noise)
+    scaler = OODScaler.learn(feature, noise, feature_prior)
     diagnostics = {
         "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
         "kl_total": round(diag.kl_total, 3),
