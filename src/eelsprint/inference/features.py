@@ -31,9 +31,9 @@ feature 0.90-0.93 -> 0.92-0.96; Cu L2,3 within +-0.03).
 
 The scan's fit has no energy-shift term: a fingerprint's derivative is itself
 peak- and edge-shaped, and a free shift absorbed part of a foreign edge (realism
-benchmark, MXene DFT library, three series: foreign-edge AUROC 0.79-0.88 with
-the term, 0.89-0.94 without; 0.80-0.92 with the shift bounded by a Gaussian
-prior of 0.25 eV). Misalignment the training pixels did not have raises the
+benchmark, MXene DFT library, three series, ``max_g |t_g|``: foreign-edge AUROC
+0.79-0.88 with the term, 0.89-0.94 without, 0.87-0.92 with a Gaussian prior of
+0.25 eV on the shift). Misalignment the training pixels did not have raises the
 score: align the spectra in preprocessing.
 """
 
