@@ -208,6 +208,10 @@ def _energy(tensors: dict, meta: dict) -> None:
     meta["energy"] = meta["energy"][:-8]
 
 
+def _label(tensors: dict, meta: dict) -> None:
+    meta["library_labels"][0] = True  # a fifth "class" the GP does not have (found by the fuzz test)
+
+
 def _latent(tensors: dict, meta: dict) -> None:
     meta["config"]["model"]["latent_dim"] = 6
 
@@ -260,6 +264,10 @@ CASES: dict[str, CaseFn] = {
     "extra tensor": lambda e, c: (_classify(e, c, _resigned(e, c, _extra)), "vae.sneaky"),
     "wrongly shaped tensor": lambda e, c: (_classify(e, c, _resigned(e, c, _reshape)), "gp_cache.alpha"),
     "model.json classes disagree": lambda e, c: (_classify(e, c, _resigned(e, c, _classes)), c / "model"),
+    "model.json library label not a class": lambda e, c: (
+        _classify(e, c, _resigned(e, c, _label)),
+        c / "model",
+    ),
     "model.json energy length disagrees": lambda e, c: (
         _classify(e, c, _resigned(e, c, _energy)),
         c / "model",

@@ -153,6 +153,18 @@ def test_feature_prior_puts_its_weight_on_the_atom_the_pixels_share() -> None:
     assert np.delete(weights, 7).max() < 0.01
 
 
+def test_feature_prior_keeps_half_the_pixels_featureless() -> None:
+    """Ten pixels that all share a feature: EM would put every pixel in it (log of a zero null
+    weight); the null weight stays at its floor of one half."""
+    rng = np.random.default_rng(3)
+    t = rng.normal(size=(10, 50))
+    t[:, 3] += 4.0
+    prior = FeaturePrior.learn(t)
+    assert np.exp(prior.log_null) == pytest.approx(0.5)
+    assert np.exp(prior.log_weights[3]) == pytest.approx(0.5, abs=0.01)
+    assert np.isfinite(prior.log_odds(t)).all()
+
+
 # Measured AUROC (ood_score, epistemic): peak 0.3: 0.595, 0.497; peak 0.6: 0.785, 0.598.
 @pytest.mark.parametrize(("height", "margin"), [(0.3, 0.05), (0.6, 0.1)])
 def test_ood_score_beats_epistemic_on_near_library_foreign_spectra(height: float, margin: float) -> None:

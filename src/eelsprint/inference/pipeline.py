@@ -258,6 +258,10 @@ def _parts_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any], 
     cache = {k.removeprefix("gp_cache."): tensors[k] for k in expected if k.startswith("gp_cache.")}
     labels, library_source = np.array(meta["library_labels"]), str(meta.get("library_source", source))
     library = Library(tensors["library.spectra"].double().numpy(), energy, labels, library_source)
+    if not all(isinstance(v, str) for v in meta["library_labels"]) or list(library.classes) != list(
+        map(str, meta["classes"])
+    ):
+        raise ModelFileError(f"{source}: model.json's library_labels do not name its classes in order")
     return FittedParts(
         cfg, vae, raw_encoder, GPPosterior(**cache), head if stored["head"] else None,
         np.array(meta["classes"]), energy, library, dict(meta["diagnostics"]),
