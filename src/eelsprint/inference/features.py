@@ -44,7 +44,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import logsumexp
 
 __all__ = ["WIDTHS_EV", "FeaturePrior", "atom_tests", "feature_atoms", "feature_scan", "library_design"]
 
@@ -111,8 +110,19 @@ def atom_tests(
 
 
 def _log_ratios(t: np.ndarray) -> np.ndarray:
-    """Log marginal likelihood ratio of a feature at each atom against none, same shape as ``t``."""
-    return -0.5 * np.log1p(_TAU2) + t.astype(np.float64) ** 2 * (_TAU2 / (2 * (1 + _TAU2)))
+    """Log marginal likelihood ratio of a feature at each atom against none, float64, shape of ``t``."""
+    out = np.square(t, dtype=np.float64)
+    out *= _TAU2 / (2 * (1 + _TAU2))
+    out -= 0.5 * np.log1p(_TAU2)
+    return out
+
+
+def _logsumexp_rows(v: np.ndarray) -> np.ndarray:
+    """``log sum exp`` over the last axis, overwriting ``v`` (scipy's is ~10x slower on (570, 360))."""
+    top = v.max(axis=-1)
+    v -= top[..., None]
+    np.exp(v, out=v)
+    return top + np.log(v.sum(axis=-1))
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,7 @@ class FeaturePrior:
         log_null, log_w = prior.log_null, np.array(prior.log_weights)
         for _ in range(_EM_STEPS):
             joint = np.concatenate([np.full((len(t), 1), log_null), log_lr + log_w], axis=1)
-            resp = np.exp(joint - logsumexp(joint, axis=1, keepdims=True)).mean(0)
+            resp = np.exp(joint - _logsumexp_rows(joint.copy())[:, None]).mean(0)
             if resp[0] < _MIN_NULL:  # most pixels are explained by the library (few pixels: EM overfits)
                 resp[1:] *= (1 - _MIN_NULL) / max(float(resp[1:].sum()), 1e-300)
                 resp[0] = _MIN_NULL
@@ -144,7 +154,9 @@ class FeaturePrior:
 
     def log_odds(self, t: np.ndarray) -> np.ndarray:
         """``log sum_g pi_g LR_g - log pi_0`` of each pixel, shape (n_spectra,)."""
-        return logsumexp(_log_ratios(t) + np.asarray(self.log_weights), axis=1) - self.log_null
+        terms = _log_ratios(t)
+        terms += np.asarray(self.log_weights)
+        return _logsumexp_rows(terms) - self.log_null
 
 
 def feature_scan(
