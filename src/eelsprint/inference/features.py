@@ -85,15 +85,9 @@ def atom_tests(
 ) -> np.ndarray:
     """Every atom's statistic ``t_g`` for every pixel, shape (n_spectra, n_atoms).
 
-    Parameters
-    ----------
-    x : ndarray of shape (n_spectra, n_channels)
-    library : ndarray of shape (n_fingerprints, n_channels)
-    energy : ndarray of shape (n_channels,)
-    noise : (alpha, beta)
-        The noise model ``var = alpha + beta * |level|``.
-    best : ndarray of int, shape (n_spectra,)
-        Each pixel's best fingerprint (:attr:`~eelsprint.inference.ood.LibraryFit.best`).
+    ``x``, ``library``, ``energy`` and ``noise`` are those of
+    :func:`~eelsprint.inference.ood.fit_library`; ``best`` (n_spectra,) is each
+    pixel's best fingerprint (:attr:`~eelsprint.inference.ood.LibraryFit.best`).
     """
     designs = library_design(library, energy)
     atoms = feature_atoms(energy).T  # (C, A)
