@@ -1,3 +1,4 @@
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,13 @@ def test_library_section_is_theory_by_default_and_validated() -> None:
     assert Config.from_dict({"library": {"measured": True}}).library.measured is True
     with pytest.raises(ConfigError, match=r"\[library\] measured must be true or false"):
         Config.from_dict({"library": {"measured": "yes"}})
+
+
+def test_readme_config_shows_the_defaults() -> None:
+    """README's example config: every section but the preprocessing example holds the defaults."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Configuration", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    shown = Config.from_dict(tomllib.loads(block))
+    defaults = Config()
+    for section in ("library", "nuisance", "model", "train", "inference"):
+        assert getattr(shown, section) == getattr(defaults, section), section

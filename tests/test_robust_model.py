@@ -310,6 +310,19 @@ def test_the_data_widen_the_augmentation_only_where_they_show_clearly_more() -> 
     assert wider.broaden_ev == config.broaden_ev and wider.n_augment == config.n_augment
     fixed = dataclasses.replace(config, estimate=False)
     assert with_estimates(fixed, estimate) == fixed
+    # the default widens the background residual only; a list names the ranges
+    wide_tilt = estimate | {"background_tilt": 0.12}
+    default = with_estimates(NuisanceConfig(), wide_tilt)
+    assert (default.scale_sd, default.shift_ev, default.background_tilt) == (0.08, 0.5, 0.12)
+    shift_only = with_estimates(NuisanceConfig(estimate=("shift_ev",), shift_ev=0.4), wide_tilt)
+    assert (shift_only.scale_sd, shift_only.shift_ev, shift_only.background_tilt) == (0.08, 0.7, 0.03)
+
+
+def test_nuisance_estimate_names_are_checked() -> None:
+    assert Config.from_dict({"nuisance": {"estimate": ["scale_sd"]}}).nuisance.estimate == ("scale_sd",)
+    message = r"estimate must be true, false or a list of scale_sd, .* got \['tilt'\]$"
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict({"nuisance": {"estimate": ["tilt"]}})
 
 
 @pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")

@@ -109,6 +109,9 @@ def fit(
         f"scale sd {nuisance['scale_sd']:.3f}, shift {nuisance['shift_ev']:.2f} eV, "
         f"tilt {nuisance['background_tilt']:.3f}; {time.perf_counter() - start:.0f} s -> {out}"
     )
+    if d.get("nuisance_widened"):
+        wider = ", ".join(f"{k} {v:.3g}" for k, v in d["nuisance_widened"].items())
+        typer.echo(f"library augmentation widened to the data's estimate ([nuisance] estimate): {wider}")
     if d.get("spectral_prior"):
         prior = d["spectral_prior"]
         typer.echo(

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from eelsprint.config import Config, NuisanceConfig
+from eelsprint.config.sections import ESTIMATED
 from eelsprint.data.augment import augment_library
 from eelsprint.data.spectra import Library
 from eelsprint.inference.ood import OODScaler, estimate_nuisance, library_features, noise_model
@@ -51,15 +52,13 @@ WIDEN = 1.5
 
 
 def with_estimates(config: NuisanceConfig, estimate: dict[str, float]) -> NuisanceConfig:
-    """``config`` with each range the data clearly exceed replaced by the data's estimate.
+    """``config`` with each range it names in ``estimate`` that the data clearly exceed widened.
 
-    With ``config.estimate`` set, ``scale_sd``, ``shift_ev`` and ``background_tilt``
-    become the estimate where it is more than :data:`WIDEN` times the configured
-    value; the configured values are floors, and ``estimate = false`` keeps them as they are.
+    The ranges ``config.estimate`` names (``true``: all of :data:`~eelsprint.config.sections.ESTIMATED`,
+    ``false``: none) become the data's estimate where it is more than :data:`WIDEN` times the
+    configured value; the configured values are floors.
     """
-    if not config.estimate:
-        return config
-    names = ("scale_sd", "shift_ev", "background_tilt")
+    names = ESTIMATED if config.estimate is True else config.estimate or ()
     wider: dict[str, Any] = {
         k: estimate[k] for k in names if k in estimate and estimate[k] > WIDEN * getattr(config, k)
     }
@@ -123,6 +122,9 @@ def train_parts(
         "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
         "library_check": check.to_dict(),
         "nuisance_estimate": estimate,
+        "nuisance_widened": {
+            k: getattr(nuisance, k) for k in ESTIMATED if getattr(nuisance, k) != getattr(cfg.nuisance, k)
+        },
         "ood": scaler.to_dict(),
         "spectral_prior": None if prior is None else prior.to_dict(),
         "fallback_choice": fallback,
