@@ -323,6 +323,9 @@ def test_nuisance_estimate_names_are_checked() -> None:
     message = r"estimate must be true, false or a list of scale_sd, .* got \['tilt'\]$"
     with pytest.raises(ConfigError, match=message):
         Config.from_dict({"nuisance": {"estimate": ["tilt"]}})
+    with pytest.raises(ConfigError, match=r"a list of scale_sd, .* got 'background_tilt'$"):
+        Config.from_dict({"nuisance": {"estimate": "background_tilt"}})  # a string, not a list
+    assert NuisanceConfig(estimate=["shift_ev"]).estimate == ("shift_ev",)  # a list from Python
 
 
 @pytest.mark.skipif(not LSMO.is_file(), reason="shared LSMO line scan not found")

@@ -140,10 +140,12 @@ class NuisanceConfig:
     estimate: bool | tuple[str, ...] = ("background_tilt",)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.estimate, bool) and not set(self.estimate) <= set(ESTIMATED):
-            raise ConfigError(
-                f"estimate must be true, false or a list of {', '.join(ESTIMATED)}, got {list(self.estimate)}"
-            )
+        if isinstance(self.estimate, list):
+            object.__setattr__(self, "estimate", tuple(self.estimate))
+        names = self.estimate if isinstance(self.estimate, tuple) else None
+        if not isinstance(self.estimate, bool) and (names is None or not set(names) <= set(ESTIMATED)):
+            got = list(names) if names is not None else repr(self.estimate)
+            raise ConfigError(f"estimate must be true, false or a list of {', '.join(ESTIMATED)}, got {got}")
         if self.n_augment < 0:
             raise ConfigError(f"n_augment must be >= 0, got {self.n_augment}")
         for name in ("scale_sd", "shift_ev", "broaden_ev", "background_tilt"):
