@@ -23,7 +23,7 @@ from pathlib import Path
 
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.data.simulate import simulate_series
-from eelsprint.inference.ood import OODScaler, library_features
+from eelsprint.inference.ood import OODScaler, library_features, shift_prior
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> Path:
         old = clf.diagnostics_["ood"]
         x = clf.prepare(series.spectra).flat()  # what fit trained on
         noise = (float(old["alpha"]), float(old["beta"]))
-        _, feature, prior = library_features(
-            x, clf.library_.spectra, clf.energy_, noise, seed=clf.config_.train.seed
-        )
-        clf.diagnostics_["ood"] = OODScaler.learn(feature, noise, prior).to_dict()
+        shift_sd = shift_prior(clf.config_.nuisance.shift_ev)
+        lib, seed = clf.library_.spectra, clf.config_.train.seed
+        _, scan, prior = library_features(x, lib, clf.energy_, noise, shift_sd, seed=seed)
+        clf.diagnostics_["ood"] = OODScaler.learn(scan, noise, prior, shift_sd).to_dict()
         clf.save(args.out)
         print(f"saved {args.out}: ood {old} -> {clf.diagnostics_['ood']}")
         return args.out

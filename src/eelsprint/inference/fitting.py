@@ -23,7 +23,14 @@ from eelsprint.config import Config, NuisanceConfig
 from eelsprint.config.sections import ESTIMATED
 from eelsprint.data.augment import augment_library
 from eelsprint.data.spectra import Library
-from eelsprint.inference.ood import OODScaler, estimate_nuisance, library_features, noise_model
+from eelsprint.inference.ood import (
+    OODScaler,
+    estimate_nuisance,
+    fit_library,
+    library_features,
+    noise_model,
+    shift_prior,
+)
 from eelsprint.inference.selfcheck import LibraryCheck, check_library
 from eelsprint.inference.spectral import SpectralPrior, choose_fallback
 from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
@@ -72,9 +79,13 @@ def train_parts(
     ``lib`` on their axis. Modules are initialised on the CPU (seeded global RNG), then moved."""
     rng = np.random.default_rng(cfg.train.seed)
     noise = noise_model(x, target)
-    lib_fit, feature, feature_prior = library_features(x, lib.spectra, lib.energy, noise, seed=cfg.train.seed)
+    lib_fit = fit_library(x, lib.spectra, lib.energy, noise)
     estimate = estimate_nuisance(lib_fit, lib.spectra, noise)
     nuisance = with_estimates(cfg.nuisance, estimate)
+    shift_sd = shift_prior(nuisance.shift_ev)
+    _, scan, feature_prior = library_features(
+        x, lib.spectra, lib.energy, noise, shift_sd, seed=cfg.train.seed, fit=lib_fit
+    )
     augmented = augment_library(lib, nuisance, rng)
     scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
 
@@ -110,7 +121,7 @@ def train_parts(
     noise_sd = (x - target).std(0)
     check = check_library(raw, gp, lib, nuisance, x, noise_sd, cfg.preprocess.pca_components, cfg.train.seed)
     gp, prior, fallback = choose_fallback(raw, gp, check, lib, nuisance, noise)
-    scaler = OODScaler.learn(feature, noise, feature_prior)
+    scaler = OODScaler.learn(scan, noise, feature_prior, shift_sd)
     diagnostics = {
         "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
         "kl_total": round(diag.kl_total, 3),

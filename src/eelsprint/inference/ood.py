@@ -14,12 +14,18 @@ then tested for a peak or an edge it does not explain
 (:func:`eelsprint.inference.features.feature_scan`): a matched filter per
 possible feature, weighted by how often the data use it, far more sensitive
 than the fit's reduced chi-square, which averages a local change over every
-channel. ``ood_score`` is the scan's log odds standardised robustly (median,
-MAD) over the training pixels; the weights and the standardisation are learnt
-from the data without labels. The GP's epistemic term stays a variable of its own: on the
-realism benchmark it is near chance as an out-of-library score, and taking the
-larger of the two standard scores lowered the scan's AUROC (MXene DFT library:
-foreign edge 0.86 -> 0.82, extra feature 0.91 -> 0.84).
+channel. The scan reads every pixel against its own noise level (the median of
+its squared weighted residual: pixels differ, after edge normalisation by up to
+ten times in variance on the Cu L2,3 series, and one model-wide level lets noisy
+library pixels outscore quiet foreign ones). ``ood_score`` is the larger of two
+robust standard scores (median, MAD over the training pixels): the scan's log
+odds, and the log of the pixel's noise scale, which flags a pixel that no
+fingerprint explains anywhere (noise alone, background without an edge). The
+weights and the standardisations are learnt from the data without labels. The
+GP's epistemic term stays a variable of its own: on the realism benchmark it is
+near chance as an out-of-library score, and taking the larger of the scan's and
+its standard scores lowered the scan's AUROC (MXene DFT library: foreign edge
+0.86 -> 0.82, extra feature 0.91 -> 0.84).
 
 The same fits estimate the nuisance the data carry (:func:`estimate_nuisance`).
 """
@@ -32,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from eelsprint.data.preprocess import pca_denoise
-from eelsprint.inference.features import FeaturePrior, atom_tests, feature_scan, library_design
+from eelsprint.inference.features import FeaturePrior, Scan, atom_tests, feature_scan, library_design
 
 __all__ = [
     "LibraryFit",
@@ -45,6 +51,7 @@ __all__ = [
     "ood_score",
     "pixel_scores",
     "score_pixels",
+    "shift_prior",
 ]
 
 _MAD = 1.4826  # MAD -> standard deviation of a Gaussian
@@ -133,30 +140,38 @@ def _robust(values: np.ndarray) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class OODScaler:
-    """The noise model, the scan's learnt feature weights and its robust location and scale."""
+    """The noise model, the scan's learnt feature weights, and the robust location and scale of
+    the scan's log odds and of the pixels' log noise scales."""
 
     alpha: float
     beta: float
     feature_median: float
     feature_spread: float
     prior: FeaturePrior
+    noise_median: float
+    noise_spread: float
+    shift_sd: float  # the scan's prior on the energy shift (eV)
 
     @classmethod
-    def learn(cls, feature: np.ndarray, noise: tuple[float, float], prior: FeaturePrior) -> OODScaler:
+    def learn(cls, scan: Scan, noise: tuple[float, float], prior: FeaturePrior, shift_sd: float) -> OODScaler:
         """Standardisation learnt from the unlabelled training pixels' feature scan."""
-        return cls(noise[0], noise[1], *_robust(feature), prior)
+        return cls(noise[0], noise[1], *_robust(scan.log_odds), prior, *_robust(scan.log_noise), shift_sd)
 
     @classmethod
     def stored(cls, values: dict[str, Any] | None) -> OODScaler | None:
-        """The scaler a model stored; None when it has none or one of an older score (no feature scan)."""
-        if values is None or "feature_log_weights" not in values:
+        """The scaler a model stored; None when it has none or one of an older score (a residual
+        score, or a feature scan without the pixels' own noise scales and the shift prior)."""
+        if values is None or "shift_sd" not in values:
             return None
         weights = tuple(float(v) for v in values["feature_log_weights"])
         prior = FeaturePrior(float(values["feature_log_null"]), weights)
         a, b, median, spread = (
             float(values[k]) for k in ("alpha", "beta", "feature_median", "feature_spread")
         )
-        return cls(a, b, median, spread, prior)
+        noise_median, noise_spread, shift_sd = (
+            float(values[k]) for k in ("noise_median", "noise_spread", "shift_sd")
+        )
+        return cls(a, b, median, spread, prior, noise_median, noise_spread, shift_sd)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (stored in the model's diagnostics)."""
@@ -167,12 +182,21 @@ class OODScaler:
             "feature_spread": float(self.feature_spread),
             "feature_log_null": self.prior.log_null,
             "feature_log_weights": list(self.prior.log_weights),
+            "noise_median": float(self.noise_median),
+            "noise_spread": float(self.noise_spread),
+            "shift_sd": float(self.shift_sd),
         }
 
 
-def ood_score(feature: np.ndarray, scaler: OODScaler) -> np.ndarray:
-    """The feature scan's robust standard score, (n_spectra,): about 0 for typical pixels, > 3 unusual."""
-    return (feature - scaler.feature_median) / scaler.feature_spread
+def ood_score(scan: Scan, scaler: OODScaler) -> np.ndarray:
+    """The larger of the scan's and the noise scale's robust standard scores, (n_spectra,).
+
+    About 0 for typical pixels, > 3 unusual: a feature the best fingerprint does not
+    explain, or noise far above the typical pixel's (a pixel no fingerprint fits anywhere).
+    """
+    feature = (scan.log_odds - scaler.feature_median) / scaler.feature_spread
+    noise = (scan.log_noise - scaler.noise_median) / scaler.noise_spread
+    return np.maximum(feature, noise)
 
 
 def estimate_nuisance(fit: LibraryFit, library: np.ndarray, noise: tuple[float, float]) -> dict[str, float]:
@@ -216,40 +240,55 @@ def _beyond_noise(values: np.ndarray, noise_var: float) -> float:
     return float(np.sqrt(max(spread**2 - float(noise_var), 0.0)))
 
 
+def shift_prior(shift_ev: float) -> float:
+    """The scan's prior shift sd (eV) from a uniform range ``[-shift_ev, shift_ev]`` (its sd)."""
+    return float(shift_ev) / np.sqrt(3.0)
+
+
 def library_features(
     x: np.ndarray,
     library: np.ndarray,
     energy: np.ndarray,
     noise: tuple[float, float],
+    shift_sd: float = 0.0,
     prior: FeaturePrior | None = None,
     seed: int = 0,
-) -> tuple[LibraryFit, np.ndarray, FeaturePrior]:
-    """The library fit of pixels ``x``, its feature scan (n_spectra,) and the scan's weights.
+    fit: LibraryFit | None = None,
+) -> tuple[LibraryFit, Scan, FeaturePrior]:
+    """The library fit of pixels ``x``, its feature scan and the scan's weights.
 
-    Without ``prior`` the weights are learnt from ``x`` (at most 20,000 pixels, drawn with ``seed``).
+    ``shift_sd`` (eV) is the scan's prior on the pixels' energy shift
+    (:func:`~eelsprint.inference.features.atom_tests`). Without ``prior`` the weights
+    are learnt from ``x`` (at most 20,000 pixels, drawn with ``seed``); ``fit`` reuses
+    a :func:`fit_library` of the same pixels.
     """
-    fit = fit_library(x, library, energy, noise)
+    fit = fit_library(x, library, energy, noise) if fit is None else fit
     if prior is None:
         rows = np.arange(len(x))
         if len(x) > _PRIOR_PIXELS:
             rows = np.sort(np.random.default_rng(seed).choice(len(x), _PRIOR_PIXELS, replace=False))
-        prior = FeaturePrior.learn(atom_tests(x[rows], library, energy, noise, fit.best[rows]))
-    return fit, feature_scan(x, library, energy, noise, fit.best, prior), prior
+        prior = FeaturePrior.learn(atom_tests(x[rows], library, energy, noise, fit.best[rows], shift_sd)[0])
+    return fit, feature_scan(x, library, energy, noise, fit.best, prior, shift_sd), prior
 
 
 def learn_ood(
-    x: np.ndarray, smooth: np.ndarray, library: np.ndarray, energy: np.ndarray, seed: int = 0
+    x: np.ndarray,
+    smooth: np.ndarray,
+    library: np.ndarray,
+    energy: np.ndarray,
+    shift_sd: float = 0.0,
+    seed: int = 0,
 ) -> tuple[OODScaler, dict[str, float]]:
     """From unlabelled pixels ``x`` (and their denoised twins): the OOD standardisation and the nuisance."""
     noise = noise_model(x, smooth)
-    fit, feature, prior = library_features(x, library, energy, noise, seed=seed)
-    return OODScaler.learn(feature, noise, prior), estimate_nuisance(fit, library, noise)
+    fit, scan, prior = library_features(x, library, energy, noise, shift_sd, seed=seed)
+    return OODScaler.learn(scan, noise, prior, shift_sd), estimate_nuisance(fit, library, noise)
 
 
 def score_pixels(x: np.ndarray, library: np.ndarray, energy: np.ndarray, scaler: OODScaler) -> np.ndarray:
     """``ood_score`` of pixels ``x`` (n_spectra, n_channels) on the model's axis, shape (n_spectra,)."""
     noise = (scaler.alpha, scaler.beta)
-    return ood_score(library_features(x, library, energy, noise, scaler.prior)[1], scaler)
+    return ood_score(library_features(x, library, energy, noise, scaler.shift_sd, scaler.prior)[1], scaler)
 
 
 def pixel_scores(
@@ -258,17 +297,19 @@ def pixel_scores(
     energy: np.ndarray,
     stored: dict[str, Any] | None,
     pca_components: int,
+    shift_sd: float,
     seed: int,
 ) -> np.ndarray:
     """``ood_score`` with the model's stored standardisation, else one learnt from ``x`` itself.
 
-    Models fitted before the feature scan existed carry none (or one of the older
-    residual score); it is then learnt from the pixels being classified (at least
-    20 spectra, else NaN).
+    Models saved before this version's scan carry none (or an older score's); it is
+    then learnt from the pixels being classified (at least 20 spectra, else NaN),
+    with the prior ``shift_sd`` (eV).
     """
     scaler = OODScaler.stored(stored)
     if scaler is None and len(x) >= 20:
-        scaler = learn_ood(x, pca_denoise(x, pca_components, seed=seed), library, energy, seed)[0]
+        smooth = pca_denoise(x, pca_components, seed=seed)
+        scaler = learn_ood(x, smooth, library, energy, shift_sd, seed)[0]
     if scaler is None:
         return np.full(len(x), np.nan)
     return score_pixels(x, library, energy, scaler)
