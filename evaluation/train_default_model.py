@@ -23,7 +23,8 @@ from pathlib import Path
 
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.data.simulate import simulate_series
-from eelsprint.inference.ood import OODScaler, library_features, shift_prior
+from eelsprint.inference.features import NuisancePrior
+from eelsprint.inference.ood import OODScaler, library_features
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -39,10 +40,11 @@ def main(argv: list[str] | None = None) -> Path:
         old = clf.diagnostics_["ood"]
         x = clf.prepare(series.spectra).flat()  # what fit trained on
         noise = (float(old["alpha"]), float(old["beta"]))
-        shift_sd = shift_prior(clf.config_.nuisance.shift_ev)
+        ranges = clf.config_.nuisance
+        nuisance = NuisancePrior.from_ranges(ranges.shift_ev, ranges.broaden_ev)
         lib, seed = clf.library_.spectra, clf.config_.train.seed
-        _, scan, prior = library_features(x, lib, clf.energy_, noise, shift_sd, seed=seed)
-        clf.diagnostics_["ood"] = OODScaler.learn(scan, noise, prior, shift_sd).to_dict()
+        _, scan, prior = library_features(x, lib, clf.energy_, noise, nuisance, seed=seed)
+        clf.diagnostics_["ood"] = OODScaler.learn(scan, noise, prior, nuisance).to_dict()
         clf.save(args.out)
         print(f"saved {args.out}: ood {old} -> {clf.diagnostics_['ood']}")
         return args.out

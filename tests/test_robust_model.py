@@ -15,7 +15,15 @@ from eelsprint.data.preprocess import pca_denoise, preprocess, shift_spectra
 from eelsprint.data.simulate import simulate_series
 from eelsprint.data.spectra import Library
 from eelsprint.exceptions import ConfigError, RepresentationWarning
-from eelsprint.inference.features import FeaturePrior, atom_tests, feature_atoms, feature_scan, library_design
+from eelsprint.inference.features import (
+    NO_NUISANCE,
+    FeaturePrior,
+    NuisancePrior,
+    atom_tests,
+    feature_atoms,
+    feature_scan,
+    library_design,
+)
 from eelsprint.inference.fitting import with_estimates
 from eelsprint.inference.metrics import ood_auroc
 from eelsprint.inference.ood import (
@@ -155,7 +163,7 @@ def test_scan_reads_each_pixel_against_its_own_noise() -> None:
     t, log_noise = atom_tests(x, library, energy, noise, fit.best)
     in_model_noise = t * np.exp(log_noise / 2)[:, None]
     unscaled = FeaturePrior.learn(in_model_noise).log_odds(in_model_noise)
-    score = ood_score(scan, OODScaler.learn(scan, noise, prior, 0.0))
+    score = ood_score(scan, OODScaler.learn(scan, noise, prior, NO_NUISANCE))
     library_pixels = ~(peak | noisy)
     with_peak, with_noise = peak | library_pixels, noisy | library_pixels
     truth_peak, truth_noise = np.where(peak, -1, 0)[with_peak], np.where(noisy, -1, 0)[with_noise]
@@ -200,8 +208,8 @@ def test_shift_prior_keeps_misaligned_pixels_near_the_null() -> None:
     which = rng.integers(0, 2, 3000)
     shifted = shift_spectra(library[which], energy, rng.normal(0.0, 0.3, 3000))
     x = shifted + rng.normal(size=shifted.shape) * np.sqrt(0.5 + shifted)
-    without = atom_tests(x, library, energy, (0.5, 1.0), which, 0.0)[0]
-    with_prior = atom_tests(x, library, energy, (0.5, 1.0), which, 0.3)[0]
+    without = atom_tests(x, library, energy, (0.5, 1.0), which, NO_NUISANCE)[0]
+    with_prior = atom_tests(x, library, energy, (0.5, 1.0), which, NuisancePrior(shift_sd=0.3))[0]
     # Measured (data seeds 0, 1, 2): pooled sd 1.775, 1.773, 1.767 -> 1.117, 1.124, 1.123; largest
     # atom's sd 6.42-6.49 -> 1.70-1.71 (the first-order term leaves the second-order residual).
     assert float(without.std()) > 1.6
@@ -210,17 +218,19 @@ def test_shift_prior_keeps_misaligned_pixels_near_the_null() -> None:
     assert float(with_prior.std(0).max()) < 2.0
 
 
-def test_shift_prior_closed_form_equals_explicit_whitening() -> None:
+def test_nuisance_prior_closed_form_equals_explicit_whitening() -> None:
     """The scan's per-pixel closed form against the definition: whiten each pixel and every atom by
-    ``(1 + s^2 u u')^-1/2``, project out the free terms, divide by the median-based noise scale."""
+    ``C^-1/2``, ``C = 1 + N diag(a^2 sd^2) N'`` (N: the shift and broadening columns beyond the
+    free terms, a: the pixel's fitted scale), project out the free terms, divide by the
+    median-based noise scale."""
     rng = np.random.default_rng(0)
     energy = np.linspace(0.0, 60.0, 240)
     library = np.stack([300 * np.exp(-0.5 * ((energy - c) / 1.5) ** 2) + 20 for c in (20, 40)])
     which = rng.integers(0, 2, 30)
-    x = library[which] * rng.normal(1, 0.1, (30, 1)) + rng.normal(size=(30, 240)) * np.sqrt(
-        0.5 + library[which]
-    )
-    t, log_noise = atom_tests(x, library, energy, (0.5, 1.0), which, 0.3)
+    x = library[which] * rng.normal(1, 0.1, (30, 1))
+    x += rng.normal(size=x.shape) * np.sqrt(0.5 + library[which])
+    prior = NuisancePrior(shift_sd=0.3, broaden_sd=0.05)
+    t, log_noise = atom_tests(x, library, energy, (0.5, 1.0), which, prior)
     designs, atoms = library_design(library, energy), feature_atoms(energy).T
     for i in range(len(x)):
         root_w = 1 / np.sqrt(0.5 + library[which[i]])
@@ -228,16 +238,17 @@ def test_shift_prior_closed_form_equals_explicit_whitening() -> None:
         scale = np.linalg.lstsq(design[:, :3], y, rcond=None)[0][0]
         q = np.linalg.qr(design[:, :3])[0]
         project = np.eye(240) - q @ q.T
-        u = project @ design[:, 3]
-        s2 = (scale * 0.3 * np.linalg.norm(u)) ** 2
-        u /= np.linalg.norm(u)
-        whiten = np.eye(240) - (1 - 1 / np.sqrt(1 + s2)) * np.outer(u, u)
+        second = np.gradient(np.gradient(library[which[i]], energy), energy) * root_w
+        columns = project @ np.stack([design[:, 3], second], 1)
+        covariance = np.eye(240) + columns @ np.diag((scale * np.array([0.3, 0.05])) ** 2) @ columns.T
+        values, vectors = np.linalg.eigh(covariance)
+        whiten = vectors @ np.diag(values**-0.5) @ vectors.T
         tested = project @ whiten @ (atoms * root_w[:, None])
         residual = project @ whiten @ y
         noise_scale = np.median(residual**2) / 0.454936
         expected = (whiten @ y) @ tested / np.linalg.norm(tested, axis=0) / np.sqrt(noise_scale)
         assert np.allclose(t[i], expected, atol=1e-5, rtol=1e-5)  # t is float32
-        assert log_noise[i] == pytest.approx(np.log(noise_scale), rel=1e-10)
+        assert log_noise[i] == pytest.approx(np.log(noise_scale), rel=1e-8)
 
 
 def test_feature_prior_puts_its_weight_on_the_atom_the_pixels_share() -> None:

@@ -26,7 +26,8 @@ from eelsprint.data.spectra import Library, Spectra
 from eelsprint.data.store import default_model_path, load_model_dir, save_model_dir
 from eelsprint.exceptions import ConfigError, NotFittedError
 from eelsprint.inference import pipeline
-from eelsprint.inference.ood import pixel_scores, shift_prior
+from eelsprint.inference.features import NuisancePrior
+from eelsprint.inference.ood import pixel_scores
 from eelsprint.inference.pipeline import FittedParts, encoder_id, resolve_device
 from eelsprint.inference.refit import Evidence, refit_parts
 from eelsprint.inference.uncertainty import Prediction
@@ -302,8 +303,8 @@ class FingerprintClassifier(BaseEstimator):
         checks.check_finite_result(pred.proba.numpy(), nav, source)
         stored, pre = cast("dict[str, float] | None", self.diagnostics_.get("ood")), self.config_.preprocess
         lib, seed = self.library_.spectra, self.config_.train.seed
-        shift_sd = shift_prior(self.config_.nuisance.shift_ev)
-        ood = pixel_scores(x, lib, self.energy_, stored, pre.pca_components, shift_sd, seed)
+        nuisance = NuisancePrior.from_ranges(self.config_.nuisance.shift_ev, self.config_.nuisance.broaden_ev)
+        ood = pixel_scores(x, lib, self.energy_, stored, pre.pca_components, nuisance, seed)
         ds = to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
         ds.attrs["encoder_id"] = self.encoder_id_  # results of one encoder share latent axes
         ds.attrs["labels_from"] = pipeline.labels_from(self.diagnostics_)

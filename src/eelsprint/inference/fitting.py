@@ -23,13 +23,13 @@ from eelsprint.config import Config, NuisanceConfig
 from eelsprint.config.sections import ESTIMATED
 from eelsprint.data.augment import augment_library
 from eelsprint.data.spectra import Library
+from eelsprint.inference.features import NuisancePrior
 from eelsprint.inference.ood import (
     OODScaler,
     estimate_nuisance,
     fit_library,
     library_features,
     noise_model,
-    shift_prior,
 )
 from eelsprint.inference.selfcheck import LibraryCheck, check_library
 from eelsprint.inference.spectral import SpectralPrior, choose_fallback
@@ -82,9 +82,9 @@ def train_parts(
     lib_fit = fit_library(x, lib.spectra, lib.energy, noise)
     estimate = estimate_nuisance(lib_fit, lib.spectra, noise)
     nuisance = with_estimates(cfg.nuisance, estimate)
-    shift_sd = shift_prior(nuisance.shift_ev)
+    scan_nuisance = NuisancePrior.from_ranges(nuisance.shift_ev, nuisance.broaden_ev)
     _, scan, feature_prior = library_features(
-        x, lib.spectra, lib.energy, noise, shift_sd, seed=cfg.train.seed, fit=lib_fit
+        x, lib.spectra, lib.energy, noise, scan_nuisance, seed=cfg.train.seed, fit=lib_fit
     )
     augmented = augment_library(lib, nuisance, rng)
     scale = float(np.quantile(np.abs(np.concatenate([target, lib.spectra])), 0.99)) or 1.0
@@ -121,7 +121,7 @@ def train_parts(
     noise_sd = (x - target).std(0)
     check = check_library(raw, gp, lib, nuisance, x, noise_sd, cfg.preprocess.pca_components, cfg.train.seed)
     gp, prior, fallback = choose_fallback(raw, gp, check, lib, nuisance, noise)
-    scaler = OODScaler.learn(scan, noise, feature_prior, shift_sd)
+    scaler = OODScaler.learn(scan, noise, feature_prior, scan_nuisance)
     diagnostics = {
         "kl_per_dim": [round(float(v), 4) for v in diag.kl_per_dim],
         "kl_total": round(diag.kl_total, 3),

@@ -38,7 +38,15 @@ from typing import Any
 import numpy as np
 
 from eelsprint.data.preprocess import pca_denoise
-from eelsprint.inference.features import FeaturePrior, Scan, atom_tests, feature_scan, library_design
+from eelsprint.inference.features import (
+    NO_NUISANCE,
+    FeaturePrior,
+    NuisancePrior,
+    Scan,
+    atom_tests,
+    feature_scan,
+    library_design,
+)
 
 __all__ = [
     "LibraryFit",
@@ -51,7 +59,6 @@ __all__ = [
     "ood_score",
     "pixel_scores",
     "score_pixels",
-    "shift_prior",
 ]
 
 _MAD = 1.4826  # MAD -> standard deviation of a Gaussian
@@ -150,28 +157,29 @@ class OODScaler:
     prior: FeaturePrior
     noise_median: float
     noise_spread: float
-    shift_sd: float  # the scan's prior on the energy shift (eV)
+    nuisance: NuisancePrior  # the priors of the scan's shift and broadening terms
 
     @classmethod
-    def learn(cls, scan: Scan, noise: tuple[float, float], prior: FeaturePrior, shift_sd: float) -> OODScaler:
+    def learn(
+        cls, scan: Scan, noise: tuple[float, float], prior: FeaturePrior, nuisance: NuisancePrior
+    ) -> OODScaler:
         """Standardisation learnt from the unlabelled training pixels' feature scan."""
-        return cls(noise[0], noise[1], *_robust(scan.log_odds), prior, *_robust(scan.log_noise), shift_sd)
+        return cls(noise[0], noise[1], *_robust(scan.log_odds), prior, *_robust(scan.log_noise), nuisance)
 
     @classmethod
     def stored(cls, values: dict[str, Any] | None) -> OODScaler | None:
         """The scaler a model stored; None when it has none or one of an older score (a residual
         score, or a feature scan without the pixels' own noise scales and the shift prior)."""
-        if values is None or "shift_sd" not in values:
+        if values is None or "broaden_sd" not in values:
             return None
         weights = tuple(float(v) for v in values["feature_log_weights"])
         prior = FeaturePrior(float(values["feature_log_null"]), weights)
         a, b, median, spread = (
             float(values[k]) for k in ("alpha", "beta", "feature_median", "feature_spread")
         )
-        noise_median, noise_spread, shift_sd = (
-            float(values[k]) for k in ("noise_median", "noise_spread", "shift_sd")
-        )
-        return cls(a, b, median, spread, prior, noise_median, noise_spread, shift_sd)
+        noise_median, noise_spread = float(values["noise_median"]), float(values["noise_spread"])
+        nuisance = NuisancePrior(float(values["shift_sd"]), float(values["broaden_sd"]))
+        return cls(a, b, median, spread, prior, noise_median, noise_spread, nuisance)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (stored in the model's diagnostics)."""
@@ -184,7 +192,8 @@ class OODScaler:
             "feature_log_weights": list(self.prior.log_weights),
             "noise_median": float(self.noise_median),
             "noise_spread": float(self.noise_spread),
-            "shift_sd": float(self.shift_sd),
+            "shift_sd": float(self.nuisance.shift_sd),
+            "broaden_sd": float(self.nuisance.broaden_sd),
         }
 
 
@@ -240,24 +249,19 @@ def _beyond_noise(values: np.ndarray, noise_var: float) -> float:
     return float(np.sqrt(max(spread**2 - float(noise_var), 0.0)))
 
 
-def shift_prior(shift_ev: float) -> float:
-    """The scan's prior shift sd (eV) from a uniform range ``[-shift_ev, shift_ev]`` (its sd)."""
-    return float(shift_ev) / np.sqrt(3.0)
-
-
 def library_features(
     x: np.ndarray,
     library: np.ndarray,
     energy: np.ndarray,
     noise: tuple[float, float],
-    shift_sd: float = 0.0,
+    nuisance: NuisancePrior = NO_NUISANCE,
     prior: FeaturePrior | None = None,
     seed: int = 0,
     fit: LibraryFit | None = None,
 ) -> tuple[LibraryFit, Scan, FeaturePrior]:
     """The library fit of pixels ``x``, its feature scan and the scan's weights.
 
-    ``shift_sd`` (eV) is the scan's prior on the pixels' energy shift
+    ``nuisance`` holds the priors of the scan's shift and broadening terms
     (:func:`~eelsprint.inference.features.atom_tests`). Without ``prior`` the weights
     are learnt from ``x`` (at most 20,000 pixels, drawn with ``seed``); ``fit`` reuses
     a :func:`fit_library` of the same pixels.
@@ -267,8 +271,8 @@ def library_features(
         rows = np.arange(len(x))
         if len(x) > _PRIOR_PIXELS:
             rows = np.sort(np.random.default_rng(seed).choice(len(x), _PRIOR_PIXELS, replace=False))
-        prior = FeaturePrior.learn(atom_tests(x[rows], library, energy, noise, fit.best[rows], shift_sd)[0])
-    return fit, feature_scan(x, library, energy, noise, fit.best, prior, shift_sd), prior
+        prior = FeaturePrior.learn(atom_tests(x[rows], library, energy, noise, fit.best[rows], nuisance)[0])
+    return fit, feature_scan(x, library, energy, noise, fit.best, prior, nuisance), prior
 
 
 def learn_ood(
@@ -276,19 +280,19 @@ def learn_ood(
     smooth: np.ndarray,
     library: np.ndarray,
     energy: np.ndarray,
-    shift_sd: float = 0.0,
+    nuisance: NuisancePrior = NO_NUISANCE,
     seed: int = 0,
 ) -> tuple[OODScaler, dict[str, float]]:
     """From unlabelled pixels ``x`` (and their denoised twins): the OOD standardisation and the nuisance."""
     noise = noise_model(x, smooth)
-    fit, scan, prior = library_features(x, library, energy, noise, shift_sd, seed=seed)
-    return OODScaler.learn(scan, noise, prior, shift_sd), estimate_nuisance(fit, library, noise)
+    fit, scan, prior = library_features(x, library, energy, noise, nuisance, seed=seed)
+    return OODScaler.learn(scan, noise, prior, nuisance), estimate_nuisance(fit, library, noise)
 
 
 def score_pixels(x: np.ndarray, library: np.ndarray, energy: np.ndarray, scaler: OODScaler) -> np.ndarray:
     """``ood_score`` of pixels ``x`` (n_spectra, n_channels) on the model's axis, shape (n_spectra,)."""
     noise = (scaler.alpha, scaler.beta)
-    return ood_score(library_features(x, library, energy, noise, scaler.shift_sd, scaler.prior)[1], scaler)
+    return ood_score(library_features(x, library, energy, noise, scaler.nuisance, scaler.prior)[1], scaler)
 
 
 def pixel_scores(
@@ -297,19 +301,19 @@ def pixel_scores(
     energy: np.ndarray,
     stored: dict[str, Any] | None,
     pca_components: int,
-    shift_sd: float,
+    nuisance: NuisancePrior,
     seed: int,
 ) -> np.ndarray:
     """``ood_score`` with the model's stored standardisation, else one learnt from ``x`` itself.
 
     Models saved before this version's scan carry none (or an older score's); it is
     then learnt from the pixels being classified (at least 20 spectra, else NaN),
-    with the prior ``shift_sd`` (eV).
+    with the ``nuisance`` priors.
     """
     scaler = OODScaler.stored(stored)
     if scaler is None and len(x) >= 20:
         smooth = pca_denoise(x, pca_components, seed=seed)
-        scaler = learn_ood(x, smooth, library, energy, shift_sd, seed)[0]
+        scaler = learn_ood(x, smooth, library, energy, nuisance, seed)[0]
     if scaler is None:
         return np.full(len(x), np.nan)
     return score_pixels(x, library, energy, scaler)
