@@ -17,7 +17,9 @@ than the fit's reduced chi-square, which averages a local change over every
 channel. The scan reads every pixel against its own noise level (the median of
 its squared weighted residual: pixels differ, after edge normalisation by up to
 ten times in variance on the Cu L2,3 series, and one model-wide level lets noisy
-library pixels outscore quiet foreign ones). ``ood_score`` is the larger of two
+library pixels outscore quiet foreign ones), with the energy shift and broadening
+as nuisance terms whose priors are the library augmentation's ranges
+(:class:`~eelsprint.inference.features.NuisancePrior`). ``ood_score`` is the larger of two
 robust standard scores (median, MAD over the training pixels): the scan's log
 odds, and the log of the pixel's noise scale, which flags a pixel that no
 fingerprint explains anywhere (noise alone, background without an edge). The
@@ -169,7 +171,7 @@ class OODScaler:
     @classmethod
     def stored(cls, values: dict[str, Any] | None) -> OODScaler | None:
         """The scaler a model stored; None when it has none or one of an older score (a residual
-        score, or a feature scan without the pixels' own noise scales and the shift prior)."""
+        score, or a feature scan without the pixels' own noise scales and the nuisance priors)."""
         if values is None or "broaden_sd" not in values:
             return None
         weights = tuple(float(v) for v in values["feature_log_weights"])
