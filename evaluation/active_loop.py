@@ -10,7 +10,9 @@ series. Then, for each strategy, round after round:
 1. ``suggest`` picks ``k`` pixels not re-acquired before (spread: ``min_distance`` 2);
 2. their high-dose spectra replace the low-dose ones ("re-acquired");
 3. ``update`` refits the GP classifier on the model's confident labels of the
-   re-acquired spectra (encoders kept), and the series is classified again;
+   re-acquired spectra, each on the new spectrum's latent and on the pixel's
+   low-dose one (``--no-transfer``: the new one only; encoders kept), and the
+   series is classified again;
 4. accuracy (library pixels), NLL and ECE are recorded against the number of
    pixels re-acquired so far.
 
@@ -92,7 +94,9 @@ def replay(
         truth = labels[flat]
         wrong_before = float((ds["label"].values.reshape(-1)[flat] != truth).mean())
         x[flat] = x_high[flat]
-        evidence, _ = reacquired_evidence(model, Spectra(x_high[flat], high.energy, "re-acquired"), 0.9)
+        again = Spectra(x_high[flat], high.energy, "re-acquired")
+        before = (ds, flat) if args.transfer else (None, None)
+        evidence, _ = reacquired_evidence(model, again, 0.9, result=before[0], pixels=before[1])
         gathered = merge_evidence(gathered, evidence)
         if args.update and gathered is not None:  # every update starts from the fitted model
             model = clf.update(gathered)
@@ -134,6 +138,8 @@ def summarise(runs: dict[str, list[list[dict]]]) -> dict[str, Any]:
             key: float(np.mean([p[key] for curve in seeds for p in curve[1:]]))
             for key in ("picked_wrong_before", "picked_right_after", "picked_hard")
         }
+        final_evidence = [curve[-1].get("evidence", 0) for curve in seeds]
+        out.setdefault("evidence", {})[name] = float(np.mean(final_evidence))
     if "random" in acc:
         target = float(acc["random"].mean(0)[-1])
         reach = pixels_to_reach(acc, ns, target)
@@ -183,7 +189,8 @@ def markdown(summary: dict[str, Any], args: Any) -> str:
         "",
         f"Series: {args.frames} frame(s) of {args.shape[0]} x {args.shape[1]} pixels at dose {args.dose:g}; "
         f"re-acquired at {args.dose_factor:g} x the dose; {args.rounds} rounds of k = {args.k}; "
-        f"GP refitted each round: {args.update}.",
+        f"GP refitted each round: {args.update}; re-acquired labels also on the pixels' low-dose latents: "
+        f"{getattr(args, 'transfer', False)}.",
         "",
         f"Random selection's final mean accuracy: {summary['random_final_accuracy']:.4f} after "
         f"{summary['n_reacquired'][-1]:.0f} re-acquisitions.",
@@ -201,6 +208,24 @@ def markdown(summary: dict[str, Any], args: Any) -> str:
         lines.append(f"| {name} | {pixels} | {share} | {gain} | {picks} |")
     lines += ["", *reading(summary)]
     return "\n".join(lines) + "\n"
+
+
+def fewer_labels(summary: dict[str, Any], name: str) -> str:
+    """Why an uncertainty strategy's picks teach the GP less than random's, from the numbers."""
+    mine, rand = summary["picks"][name], summary["picks"]["random"]
+    text = (
+        "its picks were right after re-acquisition less often than random's "
+        f"({mine['picked_right_after']:.0%} vs {rand['picked_right_after']:.0%}) and more often mixed or "
+        f"out of library ({mine['picked_hard']:.0%} vs {rand['picked_hard']:.0%})"
+    )
+    evidence = summary.get("evidence")
+    if evidence:
+        text += (
+            f", so fewer became confident evidence for the GP ({evidence[name]:.0f} latents after the last "
+            f"round against random's {evidence['random']:.0f}), and random's are spread over the scan's "
+            "ordinary pixels, which is what the rest of the scan looks like"
+        )
+    return text
 
 
 def reading(summary: dict[str, Any]) -> list[str]:
@@ -221,6 +246,8 @@ def reading(summary: dict[str, Any]) -> list[str]:
             if name == "ood"
             else ""
         )
+        if name != "ood" and gain <= sd:
+            why = "; " + fewer_labels(summary, name)
         out.append(
             f"- {name}: {verdict}; {wrong:.0%} of its picks were misclassified before re-acquisition "
             f"(random: {base:.0%}){why}."
@@ -257,18 +284,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--gp-iterations", type=int, default=300)
     parser.add_argument("--no-update", dest="update", action="store_false")
+    parser.add_argument(
+        "--no-transfer",
+        dest="transfer",
+        action="store_false",
+        help="re-acquired labels only on the new spectra's latents, not also on the pixels' low-dose ones",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: best on a shared machine)")
-    parser.add_argument("--from-json", type=Path, help="only rewrite the markdown and figure from this JSON")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        help="only rewrite the outputs from these JSONs (several: their seeds merged, the JSON rewritten)",
+    )
     parser.add_argument("--json", type=Path, default=RESULTS / "active_loop.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "active_loop.md")
     parser.add_argument("--figure", type=Path, default=RESULTS / "active_loop.png")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.from_json is not None:
-        result = json.loads(args.from_json.read_text(encoding="utf-8"))
-        saved = argparse.Namespace(**result["args"])
-        write_outputs(result["summary"], saved, args.markdown, args.figure)
-        return result
+        return from_json(args.from_json, args)
 
     found = libraries([args.library], DATA)
     if args.library not in found:
@@ -297,6 +332,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"args": settings, "summary": summary, "runs": runs}
     write_json(args.json, result, default=str)
     write_outputs(summary, args, args.markdown, args.figure)
+    return result
+
+
+def from_json(paths: list[Path], args: Any) -> dict[str, Any]:
+    """Rewrite the outputs from saved runs; several files (one seed set each) are merged first."""
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    result = results[0]
+    if len(results) > 1:
+        runs = {name: [curve for r in results for curve in r["runs"][name]] for name in result["runs"]}
+        seeds = [s for r in results for s in r["args"]["seeds"]]
+        result = {"args": {**result["args"], "seeds": seeds}, "summary": summarise(runs), "runs": runs}
+        write_json(args.json, result, default=str)
+    write_outputs(result["summary"], argparse.Namespace(**result["args"]), args.markdown, args.figure)
     return result
 
 

@@ -252,7 +252,12 @@ def active_loop() -> str:
         f"{args['shape'][0]} x {args['shape'][1]} pixels at dose {args['dose']:g}, re-acquired at "
         f"{args['dose_factor']:g} x; {args['rounds']} rounds of {args['k']} pixels; fit with "
         f"{args['epochs'] or 'the default'} epochs, GP refitted each round "
-        f"({args['gp_iterations']} iterations)."
+        f"({args['gp_iterations']} iterations)"
+        + (
+            "; each confident re-acquired label also on the pixel's low-dose latent."
+            if args.get("transfer")
+            else "."
+        )
     )
     return _table(header, rows) + note
 

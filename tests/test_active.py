@@ -14,9 +14,10 @@ from eelsprint import Config, FingerprintClassifier
 from eelsprint.active.acquisition import STRATEGIES, acquisition_scores, bald, entropy, margin
 from eelsprint.active.loop import LoopRecord
 from eelsprint.active.suggest import spread_batch, suggest
+from eelsprint.active.update import confident, reacquired_evidence
 from eelsprint.data.io import read_dataset, write_dataset
 from eelsprint.data.simulate import simulate_series
-from eelsprint.data.spectra import Library
+from eelsprint.data.spectra import Library, Spectra
 from eelsprint.exceptions import InputDataError
 
 from .test_cli import run_cli
@@ -207,15 +208,42 @@ def test_update_with_reacquired_spectra_and_merged_result(
     merged = tmp_path / "merged.nc"
     args = ["--result", result_nc, "--reacquired", tmp_path / "re.npz", "--pixels", tmp_path / "pixels.csv"]
     args += ["--out", tmp_path / "m2", "--merged", merged]
-    ok(monkeypatch, capsys, "update", loop_env["root"] / "model", *args)
+    text = ok(monkeypatch, capsys, "update", loop_env["root"] / "model", *args)
     got = read_dataset(merged)["entropy"].values.reshape(-1)
     again = loop_env["clf"].classify(x_high, high.energy)
+    sure = confident(again, 0.9)
+    assert f"{int(sure.sum())} of 10 re-acquired pixels used" in text
+    updated = FingerprintClassifier.load(tmp_path / "m2", progress=False)
+    assert updated.diagnostics_["update"]["n_labelled"] == 2 * int(sure.sum())  # new and old latents
+    args[args.index(tmp_path / "m2")] = tmp_path / "m2-new-only"
+    ok(monkeypatch, capsys, "update", loop_env["root"] / "model", *args[:-2], "--no-transfer")
+    new_only = FingerprintClassifier.load(tmp_path / "m2-new-only", progress=False)
+    assert new_only.diagnostics_["update"]["n_labelled"] == int(sure.sum())
     np.testing.assert_allclose(got[flat], again["entropy"].values, rtol=1e-5, atol=1e-6)
     rest = np.setdiff1d(np.arange(got.size), flat)
     np.testing.assert_array_equal(got[rest], ds["entropy"].values.reshape(-1)[rest])
     before, after = ds["entropy"].values.reshape(-1)[flat].mean(), again["entropy"].values.mean()
     # 10 x the dose makes the entropy-picked pixels clearer: measured mean entropy 0.713 -> 0.083
     assert after < 0.3 * before, (before, after)
+
+
+def test_reacquired_labels_also_land_on_the_pixels_earlier_latents(loop_env: dict, result_nc: Path) -> None:
+    ds, clf = read_dataset(result_nc), loop_env["clf"]
+    flat = np.flatnonzero(loop_env["series"].labels.reshape(-1) > 0)[::40][:5]  # classes the model knows
+    high = loop_env["high"].spectra
+    x_high = high.data.reshape(-1, high.n_channels)[flat]
+    alone, patch = reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5)
+    both, _ = reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5, result=ds, pixels=flat)
+    keep = confident(patch, 0.5)
+    n = int(keep.sum())
+    assert n >= 3 and len(alone.labels) == n and len(both.labels) == 2 * n
+    np.testing.assert_array_equal(both.labels, np.concatenate([alone.labels, alone.labels]))
+    np.testing.assert_array_equal(both.mu[:n], alone.mu)
+    d = ds.sizes["latent"]
+    np.testing.assert_array_equal(both.mu[n:], ds["latent_mean"].values.reshape(-1, d)[flat[keep]])
+    np.testing.assert_array_equal(both.var[n:], ds["latent_var"].values.reshape(-1, d)[flat[keep]])
+    with pytest.raises(InputDataError, match="4 pixels for 5 re-acquired spectra"):
+        reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5, result=ds, pixels=flat[:4])
 
 
 def test_update_adds_a_missing_class(loop_env: dict, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -7,7 +7,12 @@ Three kinds of feedback reach the model without retraining its encoders:
   picked from (its ``latent_mean`` and ``latent_var`` are the evidence);
 * re-acquired pixels (a longer dwell): their new spectra are classified again, the
   result's pixels replaced (:func:`replace_pixels`), and the labels the model gives
-  them with at least ``min_confidence`` join the evidence;
+  them with at least ``min_confidence`` join the evidence, twice: on the new
+  spectrum's latent Gaussian and on the one the result holds for the same pixel
+  (the spectrum measured before). The second teaches the GP where the scan's
+  ordinary, noisier pixels of that class lie, which is what the next frames look
+  like; on the realism replay it doubles what re-acquiring gains
+  (``evaluation/results/active_loop.md``);
 * added fingerprints: passed to ``update`` as a library.
 
 A result may only feed the model whose encoder made it (``attrs["encoder_id"]``):
@@ -30,7 +35,14 @@ from eelsprint.inference.refit import Evidence
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
 
-__all__ = ["check_result", "labelled_evidence", "merge_evidence", "reacquired_evidence", "replace_pixels"]
+__all__ = [
+    "check_result",
+    "confident",
+    "labelled_evidence",
+    "merge_evidence",
+    "reacquired_evidence",
+    "replace_pixels",
+]
 
 
 def check_result(result: xr.Dataset, clf: FingerprintClassifier, source: str) -> None:
@@ -71,20 +83,56 @@ def labelled_evidence(result: xr.Dataset, table: pd.DataFrame, classes: Any, sou
     return Evidence(mu, var, names)
 
 
+def confident(result: xr.Dataset, min_confidence: float) -> np.ndarray:
+    """Flat mask of the pixels whose label has probability >= ``min_confidence`` and whose
+    ``ood_score`` is below 3 (explained by the library): the labels ``update`` trusts."""
+    sure = result["confidence"].values.reshape(-1) >= min_confidence
+    return sure & (result["ood_score"].values.reshape(-1) < 3.0)
+
+
 def reacquired_evidence(
-    clf: FingerprintClassifier, spectra: Any, min_confidence: float = 0.9
+    clf: FingerprintClassifier,
+    spectra: Any,
+    min_confidence: float = 0.9,
+    *,
+    result: xr.Dataset | None = None,
+    pixels: np.ndarray | None = None,
 ) -> tuple[Evidence, xr.Dataset]:
     """The model's confident labels of re-acquired spectra as evidence, and their classification.
 
-    Only spectra whose label has probability >= ``min_confidence`` and whose
-    ``ood_score`` is below 3 (explained by the library) count.
+    Parameters
+    ----------
+    clf : FingerprintClassifier
+    spectra : Spectra, HyperSpy Signal1D or array-like
+        The re-acquired spectra, one per entry of ``pixels``.
+    min_confidence : float
+        Only spectra whose label has at least this probability, and an ``ood_score`` below 3,
+        count (:func:`confident`).
+    result, pixels : xarray.Dataset and ndarray of int, optional
+        The result the pixels were picked from and their flat indices in it. When given, each
+        confident label is also attached to the pixel's latent Gaussian in ``result`` (the
+        spectrum measured before), so the evidence holds two entries per confident pixel.
+
+    Raises
+    ------
+    InputDataError
+        ``result`` made by another model, or ``pixels`` not one per spectrum.
     """
     ds = clf.classify(spectra)
     d = ds.sizes["latent"]
-    confident = ds["confidence"].values.reshape(-1) >= min_confidence
-    keep = confident & (ds["ood_score"].values.reshape(-1) < 3.0)
+    keep = confident(ds, min_confidence)
     labels = np.asarray(clf.classes_)[ds["label"].values.reshape(-1)[keep]]
     mu, var = (ds[v].values.reshape(-1, d)[keep] for v in ("latent_mean", "latent_var"))
+    if result is not None and pixels is not None:
+        source = str(result.attrs.get("source", "<result>"))
+        check_result(result, clf, source)
+        pixels = np.asarray(pixels, dtype=np.int64).reshape(-1)
+        if len(pixels) != len(keep):
+            raise InputDataError(f"{source}: {len(pixels)} pixels for {len(keep)} re-acquired spectra")
+        before = pixels[keep]
+        mu = np.concatenate([mu, result["latent_mean"].values.reshape(-1, d)[before]])
+        var = np.concatenate([var, result["latent_var"].values.reshape(-1, d)[before]])
+        labels = np.concatenate([labels, labels])
     return Evidence(mu, var, labels), ds
 
 

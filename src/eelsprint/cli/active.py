@@ -92,6 +92,13 @@ def update(
     min_confidence: Annotated[
         float, typer.Option(help="Re-acquired spectra join the evidence at this probability or more.")
     ] = 0.9,
+    transfer: Annotated[
+        bool,
+        typer.Option(
+            "--transfer/--no-transfer",
+            help="Also put each confident re-acquired label on the pixel's earlier latent (in --result).",
+        ),
+    ] = True,
     loop: LoopOpt = None,
     nav_shape: NavShapeOpt = None,
     overwrite: OverwriteOpt = False,
@@ -102,6 +109,7 @@ def update(
     from eelsprint.active.suggest import nav_layout
     from eelsprint.active.update import (
         check_result,
+        confident,
         labelled_evidence,
         merge_evidence,
         reacquired_evidence,
@@ -128,7 +136,7 @@ def update(
     added = read_library(library, min_classes=1) if library is not None else None
     classes = [*map(str, clf.classes_), *(map(str, added.classes) if added is not None else [])]
     given = labelled_evidence(ds, read_table(labels), classes, str(labels)) if labels and ds else None
-    pseudo, patch, where = None, None, None
+    pseudo, patch, where, used = None, None, None, 0
     if reacquired is not None and pixels is not None and ds is not None:
         dims, shape = nav_layout(ds)
         where = flat_indices(read_table(pixels), dims, shape, str(pixels))
@@ -136,7 +144,10 @@ def update(
         n = spectra.flat().shape[0]
         if n != len(where):
             raise InputDataError(f"{pixels}: {len(where)} pixels for the {n} spectra in {reacquired}")
-        pseudo, patch = reacquired_evidence(clf, spectra, min_confidence)
+        pseudo, patch = reacquired_evidence(
+            clf, spectra, min_confidence, result=ds if transfer else None, pixels=where if transfer else None
+        )
+        used = int(confident(patch, min_confidence).sum())
     start = time.perf_counter()
     new = clf.update(merge_evidence(given, pseudo), added)
     new.save(out)
@@ -145,7 +156,7 @@ def update(
     report = new.diagnostics_["update"]
     returned = {"labelled": 0 if given is None else len(given.labels),
                 "reacquired": 0 if where is None else len(where),
-                "reacquired_used": 0 if pseudo is None else len(pseudo.labels),
+                "reacquired_used": used,
                 "new_classes": report["new_classes"], "advise_fit": report["advise_fit"],
                 "model": str(out)}  # fmt: skip
     if loop is not None:
