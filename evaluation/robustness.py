@@ -226,21 +226,33 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
             "max_proba_median": float(np.median(proba.max(-1))),
             "labels_from": ds.attrs.get("labels_from"),
         }
+        either = np.zeros(len(x), dtype=bool)  # epistemic or ood_score high, pixel by pixel
         for v in ("epistemic", "ood_score"):
             if v in ds:
                 score = ds[v].values.reshape(-1)
                 run[f"{v}_median_agree"] = float(np.median(score[agree]))
                 run[f"{v}_median_disagree"] = float(np.median(score[~agree])) if (~agree).any() else None
                 high = np.quantile(score[agree], 0.9) if agree.any() else -np.inf
+                either |= score > high
                 run[f"{v}_high_where_disagree"] = (
                     float((score[~agree] > high).mean()) if (~agree).any() else None
                 )
+        run["either_high_where_disagree"] = float(either[~agree].mean()) if (~agree).any() else None
         runs[seed] = run
     return {
         "nearest_fingerprint_split": np.bincount(nf, minlength=2).tolist(),
         "config": cfg_dict,
         "per_seed": runs,
     }
+
+
+def either_high(run: dict[str, Any]) -> float:
+    """Share of the LSMO pixels where labels and nearest fingerprint disagree that have a high
+    epistemic or a high ``ood_score`` (above the 90th percentile where they agree), pixel by pixel;
+    for runs recorded before that was measured, the larger of the two terms' shares (a lower bound)."""
+    if run.get("either_high_where_disagree") is not None:
+        return float(run["either_high_where_disagree"])
+    return max(run.get("epistemic_high_where_disagree") or 0, run.get("ood_score_high_where_disagree") or 0)
 
 
 def done_when(result: dict) -> dict[str, dict[str, Any]]:
@@ -268,12 +280,7 @@ def done_when(result: dict) -> dict[str, dict[str, Any]]:
             "own pixels own class": all(r["own_pixels_correct"] == 10 for r in runs),
             "agreement >= 0.9": all(r["agreement_with_nearest"] >= 0.9 for r in runs),
             "epistemic/ood high where they disagree": all(
-                r["agreement_with_nearest"] == 1.0
-                or max(
-                    r.get("epistemic_high_where_disagree") or 0, r.get("ood_score_high_where_disagree") or 0
-                )
-                >= 0.9
-                for r in runs
+                r["agreement_with_nearest"] == 1.0 or either_high(r) >= 0.9 for r in runs
             ),
         }
     return out
@@ -337,7 +344,9 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--libraries", nargs="+", default=["mxene", "cu", "simulator"])
+    parser.add_argument(
+        "--libraries", nargs="*", default=["mxene", "cu", "simulator"], help="none: the LSMO case only"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sweep-seeds", type=int, default=None, help="seeds at doses other than the paper's")
     parser.add_argument("--doses", type=float, nargs="+", default=[3.0, 10.0, PAPER_DOSE, 100.0])

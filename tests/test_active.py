@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import xarray as xr
 
 from eelsprint import Config, FingerprintClassifier
@@ -244,6 +245,18 @@ def test_reacquired_labels_also_land_on_the_pixels_earlier_latents(loop_env: dic
     np.testing.assert_array_equal(both.var[n:], ds["latent_var"].values.reshape(-1, d)[flat[keep]])
     with pytest.raises(InputDataError, match="4 pixels for 5 re-acquired spectra"):
         reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5, result=ds, pixels=flat[:4])
+
+
+def test_update_is_reproducible_and_leaves_the_global_rng_alone(loop_env: dict) -> None:
+    clf, lib = loop_env["clf"], loop_env["series"].library
+    added = Library(lib.spectra[:1], lib.energy, lib.labels[:1], "F50", min_classes=1)
+    state = torch.random.get_rng_state()
+    first, again = clf.update(library=added), clf.update(library=added)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for name in ("alpha", "inducing", "lengthscale", "constant"):  # gpytorch's initialisation is seeded
+        assert torch.equal(getattr(first.gp_, name), getattr(again.gp_, name)), name
+    x = loop_env["flat"][:50]
+    np.testing.assert_array_equal(first.predict_proba(x, lib.energy), again.predict_proba(x, lib.energy))
 
 
 def test_update_adds_a_missing_class(loop_env: dict, tmp_path: Path, monkeypatch, capsys) -> None:

@@ -133,3 +133,26 @@ def test_robustness_smoke(tmp_path: Path) -> None:
     assert "| mlls |" in md.read_text()
     if (load("robustness").DATA / "real" / "lsmo").is_dir():  # the real files: skipped when absent
         assert "cu" in result["libraries"] and result["lsmo"]["nearest_fingerprint_split"] == [24, 16]
+
+
+def test_lsmo_condition_reads_each_disagreeing_pixel() -> None:
+    """'Wherever they disagree, epistemic or OOD is high' is read pixel by pixel (their union)."""
+    rob = load("robustness")
+    # 5 disagreeing pixels: epistemic high at 4, ood_score at 2, together at all 5
+    run = {"agreement_with_nearest": 0.875, "own_pixels_correct": 10, "epistemic_high_where_disagree": 0.8,
+           "ood_score_high_where_disagree": 0.4, "either_high_where_disagree": 1.0}  # fmt: skip
+    assert rob.either_high(run) == 1.0
+    assert rob.done_when({"libraries": {}, "lsmo": {"per_seed": {"0": run}}})["lsmo"] == {
+        "own pixels own class": True,
+        "agreement >= 0.9": False,
+        "epistemic/ood high where they disagree": True,
+    }
+    older = {k: v for k, v in run.items() if k != "either_high_where_disagree"}  # recorded before
+    assert rob.either_high(older) == 0.8
+    missed = run | {"either_high_where_disagree": 0.8}
+    assert (
+        rob.done_when({"libraries": {}, "lsmo": {"per_seed": {"0": missed}}})["lsmo"][
+            "epistemic/ood high where they disagree"
+        ]
+        is False
+    )

@@ -10,8 +10,9 @@ Randomness: every draw of ours comes from a local ``torch.Generator`` or numpy
 generator and draw from torch's global RNG: module initialisation (``nn.Linear``,
 ``nn.Conv1d``, ``nn.ConvTranspose1d`` and gpytorch's variational initialisation), dropout,
 and Pyro's reparameterised latent samples inside the ELBO. :func:`fit_parts` runs them
-under :func:`torch.random.fork_rng` seeded from the config, so a fit is reproducible and
-the caller's global RNG state is unchanged afterwards.
+under :func:`torch.random.fork_rng` seeded from the config (:func:`seeded_global_rng`), so a
+fit, and an update (:mod:`eelsprint.inference.refit`), is reproducible and the caller's global
+RNG state is unchanged afterwards.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "parts_from_tensors",
     "predict_parts",
     "resolve_device",
+    "seeded_global_rng",
     "spectral_prior",
 ]
 
@@ -152,7 +154,7 @@ class FittedParts:
 
 
 @contextlib.contextmanager
-def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
     """The body runs with the global CPU (and ``device``'s CUDA) RNG seeded; restored on exit."""
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
@@ -173,7 +175,7 @@ def fit_parts(
 ) -> FittedParts:
     """Run the whole fit on ``device``; see the module docstring (randomness) and
     :meth:`FingerprintClassifier.fit <eelsprint.classify.FingerprintClassifier.fit>`."""
-    with _seeded_global_rng(cfg.train.seed, device):
+    with seeded_global_rng(cfg.train.seed, device):
         return _fit(spectra, library, cfg, device, progress, denoiser)
 
 

@@ -35,7 +35,7 @@ from eelsprint.exceptions import InputDataError
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import with_estimates
-from eelsprint.inference.pipeline import FittedParts, labels_from, spectral_prior
+from eelsprint.inference.pipeline import FittedParts, labels_from, seeded_global_rng, spectral_prior
 from eelsprint.inference.runtime import CHUNK
 from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.train import latent_training_set, train_gp
@@ -131,6 +131,17 @@ def refit_parts(
     InputDataError
         Evidence naming a class the library does not hold.
     """
+    with seeded_global_rng(parts.config.train.seed, device):  # gpytorch's initialisation: reproducible
+        return _refit(parts, evidence, library, device, progress)
+
+
+def _refit(
+    parts: FittedParts,
+    evidence: Evidence | None,
+    library: Library | None,
+    device: torch.device,
+    progress: bool,
+) -> tuple[FittedParts, dict[str, Any]]:
     cfg = parts.config
     lib = extend_library(parts, library) if library is not None else parts.library
     classes = lib.classes
