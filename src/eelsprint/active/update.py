@@ -11,8 +11,8 @@ Three kinds of feedback reach the model without retraining its encoders:
   spectrum's latent Gaussian and on the one the result holds for the same pixel
   (the spectrum measured before). The second teaches the GP where the scan's
   ordinary, noisier pixels of that class lie, which is what the next frames look
-  like; on the realism replay it doubles what re-acquiring gains
-  (``evaluation/results/active_loop.md``);
+  like; on the realism replay every strategy ended higher with it, and random
+  selection's gain from re-acquiring doubled (``evaluation/results/active_loop.md``);
 * added fingerprints: passed to ``update`` as a library.
 
 A result may only feed the model whose encoder made it (``attrs["encoder_id"]``):
