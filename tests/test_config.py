@@ -38,6 +38,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[train]\nlearning = 1\n", "unknown key"),
         ("[nonsense]\nx = 1\n", "unknown section"),
         ("[inference]\nmode = 'slow'\n", "mode"),
+        ("[train]\ngp_latents = 'raw'\n", "gp_latents must be one of noisy, clean"),
         ("this is = = not toml", "not a valid TOML"),
     ],
 )

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from eelsprint.config import ModelConfig
-from eelsprint.inference.train import calibrate_scale
+from eelsprint.inference.train import calibrate_scale, gp_training_set, noisy_latent_training_set
 from eelsprint.models.vae import ConvDecoder, ConvEncoder, SpectrumVAE, gaussian_kl
 
 
@@ -49,3 +49,42 @@ def test_calibrate_scale_matches_the_held_out_error() -> None:
         loc2, scale2 = raw(x)
     torch.testing.assert_close(loc2, loc)
     assert float(((target - loc2) / scale2).pow(2).mean()) == pytest.approx(1.0, abs=1e-4)
+
+
+class _Identity(torch.nn.Module):
+    """An "encoder" whose latent is the spectrum itself, with unit scale."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, torch.ones_like(x)
+
+
+def test_noisy_latent_training_set_adds_the_noise_model_then_one_latent_draw() -> None:
+    """Through an identity encoder, z - spectrum has variance alpha + beta |spectrum| + 1 (unit scale)."""
+    spectra = torch.tensor([[0.0, 1.0, 4.0], [2.0, 0.0, 9.0]])
+    labels = torch.tensor([0, 1])
+    z, y = noisy_latent_training_set(_Identity(), spectra, labels, (0.5, 0.25), 20_000, seed=3)
+    assert z.shape == (40_000, 3)
+    torch.testing.assert_close(y, labels.repeat(20_000))
+    residual = (z - spectra.repeat(20_000, 1)).reshape(20_000, 2, 3)
+    expected = 0.5 + 0.25 * spectra.abs() + 1.0
+    # Sampling error of a variance from 20,000 Gaussian draws: sd = var * sqrt(2 / 20,000) = 1 % of it.
+    torch.testing.assert_close(residual.var(0), expected, rtol=0.04, atol=0.0)
+    torch.testing.assert_close(residual.mean(0), torch.zeros(2, 3), rtol=0.0, atol=0.06)
+    again, _ = noisy_latent_training_set(_Identity(), spectra, labels, (0.5, 0.25), 20_000, seed=3)
+    torch.testing.assert_close(z, again)  # seeded
+
+
+def test_gp_training_set_takes_the_encoder_its_kind_names() -> None:
+    spectra, labels = torch.tensor([[1.0, 2.0]]), torch.tensor([0])
+
+    class Shifted(_Identity):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x + 100.0, torch.zeros_like(x) + 1e-6
+
+    clean = gp_training_set("clean", Shifted(), _Identity(), spectra, labels, (1.0, 0.0), 3, 0)[0]
+    torch.testing.assert_close(clean, torch.tensor([[101.0, 102.0]] * 3))  # the VAE's, noise-free
+    noisy = gp_training_set("noisy", Shifted(), _Identity(), spectra, labels, (1.0, 0.0), 3, 0)[0]
+    assert noisy.shape == (3, 2) and float((noisy - spectra).abs().max()) < 10.0  # the raw one's
+    assert not torch.equal(noisy, spectra.repeat(3, 1))  # with the noise added
+    no_noise = gp_training_set("noisy", Shifted(), _Identity(), spectra, labels, None, 3, 0)[0]
+    torch.testing.assert_close(no_noise, clean)  # no noise model (an older model): the clean set

@@ -54,6 +54,13 @@ def _reference(clf: FingerprintClassifier, small: SimulatedSeries, mode: str) ->
     return clf.classify(small.spectra.data.astype(np.float32), energy=small.spectra.energy, mode=mode)
 
 
+#: Chunked against in-memory results: float32 batches of other sizes round differently. Measured with
+#: the shipped model: up to 4.9e-6 in probability, 1.5e-5 nats in entropy and 6.5e-5 in the encoder's
+#: share of the latent-function variance (a difference of two float32 sums; relative 6e-4); below
+#: 1e-6 everywhere with the GP on clean latents, whose class functions are flatter.
+CHUNK_ATOL = 1e-4
+
+
 def _assert_same(got: xr.Dataset, ref: xr.Dataset, atol: float) -> None:
     assert set(got.data_vars) == set(ref.data_vars)
     assert list(got["class"].values) == list(ref["class"].values)
@@ -197,7 +204,7 @@ def test_chunked_store_matches_in_memory(
     run = classify_to_store(shipped, lazy, tmp_path / "r.zarr", mode=mode, progress=False)
     assert (run.n_chunks, run.computed, run.n_spectra) == (len(lazy.regions()), run.n_chunks, 1920)
     got = read_result_store(tmp_path / "r.zarr").load()
-    _assert_same(got, _reference(shipped, small, mode), atol=1e-6)  # measured: 0 except ood_score, 7e-14
+    _assert_same(got, _reference(shipped, small, mode), atol=CHUNK_ATOL)
     assert got.attrs["encoder_id"] == shipped.encoder_id_ and got.attrs["integration"] == mode
 
 
@@ -232,7 +239,8 @@ def test_stored_chunks_are_read_once_and_classified_in_batches(
         progress=False,
     )  # fmt: skip
     assert run.n_chunks == 4
-    _assert_same(read_result_store(tmp_path / "r.zarr").load(), _reference(shipped, small, "fast"), atol=1e-6)
+    got = read_result_store(tmp_path / "r.zarr").load()
+    _assert_same(got, _reference(shipped, small, "fast"), atol=CHUNK_ATOL)
 
 
 def test_interrupted_store_resumes_to_the_clean_result(
@@ -309,7 +317,8 @@ def test_two_worker_cluster_matches_in_memory(
         runner = cluster_runner(client, shipped, lazy, "fast")
         run = classify_to_store(shipped, lazy, tmp_path / "r.zarr", runner=runner, progress=False)
     assert run.computed == run.n_chunks == len(lazy.regions())
-    _assert_same(read_result_store(tmp_path / "r.zarr").load(), _reference(shipped, small, "fast"), atol=1e-6)
+    got = read_result_store(tmp_path / "r.zarr").load()
+    _assert_same(got, _reference(shipped, small, "fast"), atol=CHUNK_ATOL)
 
 
 # --------------------------------------------------------------------------- command line
@@ -520,7 +529,11 @@ def test_worker_killed_mid_run_then_resume_gives_the_clean_store(
             runner = cluster_runner(client, shipped, lazy, "fast")
             classify_to_store(shipped, lazy, tmp_path / "r.zarr", resume=True, runner=runner, progress=False)
     resumed = read_result_store(tmp_path / "r.zarr").load()
-    xr.testing.assert_identical(resumed, read_result_store(tmp_path / "clean.zarr").load())
+    clean = read_result_store(tmp_path / "clean.zarr").load()
+    # Worker processes run one thread each (this process two): float32 rounds differently.
+    xr.testing.assert_allclose(resumed, clean, rtol=0, atol=CHUNK_ATOL)
+    assert resumed.attrs.keys() == clean.attrs.keys()
+    assert resumed.attrs["encoder_id"] == clean.attrs["encoder_id"]
 
 
 def test_a_cluster_of_paused_workers_stops_with_one_line(

@@ -104,34 +104,38 @@ def test_encoder_variance_beats_the_plain_softmax_out_of_sample(variants: dict[i
     """Integrating the encoder's (and GP's) variance vs the plain softmax of the GP mean at the latent
     mean, on 4 fresh series: lower ECE, lower NLL and a higher OOD AUROC on every one.
 
-    measured (seeds 4-7): ECE diff -0.0120 / -0.0081 / -0.0116 / -0.0077 (mean -0.0099 +- 0.0022);
-    NLL diff -0.011 / -0.009 / -0.007 / -0.006; OOD AUROC diff +0.027 / +0.039 / +0.026 / +0.023.
+    measured (seeds 4-7): ECE diff -0.0066 / -0.0099 / -0.0088 / -0.0079 (mean -0.0083 +- 0.0012);
+    NLL diff -0.014 / -0.010 / -0.011 / -0.010; OOD AUROC diff +0.005 / +0.002 / +0.005 / +0.007
+    (eelsprint's epistemic at 1.000 on each: the simulator's outliers are easy, see below).
     """
     ece = _paired(variants, "ece", "plugin_softmax")
     assert (ece < 0).all(), ece
-    assert ece.mean() < -0.005, ece  # measured: -0.0099 +- 0.0022
+    assert ece.mean() < -0.005, ece  # measured: -0.0083 +- 0.0012
     nll = _paired(variants, "nll", "plugin_softmax")
     assert (nll < 0).all(), nll
     ood = _paired(variants, "ood", "plugin_softmax")
-    assert (ood > 0.01).all(), ood  # measured: +0.023 at least
+    assert (ood > 0.001).all(), ood  # measured: +0.0024 at least
 
 
-def test_encoder_variance_does_not_measurably_change_ece_against_the_gp_at_the_latent_mean(
+def test_encoder_variance_lowers_ece_against_the_gp_at_the_latent_mean(
     variants: dict[int, dict[str, Any]],
 ) -> None:
     """What the model card says: against the GP's predictive at the latent mean (encoder variance
-    ignored), integrating the encoder's variance does not measurably lower the ECE out of sample (the
-    paired differences change sign and stay within the ECE's noise, ~0.003 for ~3,300 pixels); it
-    raises the OOD AUROC on every series. If this fails, the finding changed: update the model card.
+    ignored), integrating the encoder's variance lowers the ECE and the NLL out of sample, a little,
+    on every series (with the GP on clean latents the ECE differences changed sign between series).
+    The OOD AUROC is 1.000 either way on the simulator. If this fails, the finding changed: update
+    the model card.
 
-    measured (seeds 4-7): ECE diff -0.0028 / +0.0030 / -0.0020 / -0.0004 (mean -0.0006 +- 0.0026);
-    NLL diff -0.0021 / -0.0040 / -0.0018 / -0.0004.
+    measured (seeds 4-7): ECE diff -0.0023 / -0.0035 / -0.0031 / -0.0024 (mean -0.0028 +- 0.0005);
+    NLL diff -0.0031 / -0.0032 / -0.0024 / -0.0021; OOD AUROC diff 0 / 0 / +0.00001 / +0.00001.
     """
     ece = _paired(variants, "ece", "latent_mean")
-    assert abs(ece.mean()) < 0.004, ece  # measured: -0.0006
-    assert (ece > 0).any() and (ece < 0).any(), ece  # the sign changes between series
+    assert (ece < 0).all(), ece
+    assert ece.mean() < -0.001, ece  # measured: -0.0028
+    nll = _paired(variants, "nll", "latent_mean")
+    assert (nll < 0).all(), nll
     ood = _paired(variants, "ood", "latent_mean")
-    assert (ood > 0).all(), ood
+    assert (ood >= 0).all(), ood
 
 
 def test_simulated_outliers_are_easy_for_a_residual(variants: dict[int, dict[str, Any]]) -> None:

@@ -12,7 +12,8 @@ Three kinds of feedback reach the model without retraining its encoders:
   (the spectrum measured before). The second teaches the GP where the scan's
   ordinary, noisier pixels of that class lie, which is what the next frames look
   like; on the realism replay every strategy ended higher with it, and random
-  selection's gain from re-acquiring doubled (``evaluation/results/active_loop.md``);
+  selection's gain from re-acquiring doubled (measured with the GP on clean latents,
+  ``evaluation/results/active_loop_no_transfer.md`` against ``active_loop_clean_gp.md``);
 * added fingerprints: passed to ``update`` as a library.
 
 A result may only feed the model whose encoder made it (``attrs["encoder_id"]``):

@@ -18,6 +18,7 @@ from eelsprint.exceptions import ConfigError
 
 __all__ = [
     "ESTIMATED",
+    "GP_LATENTS",
     "HeadConfig",
     "InferenceConfig",
     "LibraryConfig",
@@ -96,6 +97,8 @@ class LibraryConfig:
 
 #: The nuisance ranges ``[nuisance] estimate`` can widen to the data's estimate.
 ESTIMATED = ("scale_sd", "shift_ev", "background_tilt")
+#: Values of ``[train] gp_latents``: what the GP classifier learns from.
+GP_LATENTS = ("noisy", "clean")
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,13 @@ class TrainConfig:
     library_weight : float
         Weight of the semi-supervised term: the cross-entropy of a linear probe on
         the latent draws of the augmented library (0 turns it off).
+    gp_latents : {"noisy", "clean"}
+        What the GP classifier learns from. ``"noisy"``: the raw encoder's latent
+        draws of the augmented library with the data's noise added (the noise model
+        fitted on the data), which is what it meets at prediction, so the class
+        overlap that counting noise causes is learnt. ``"clean"``: the VAE encoder's
+        latent draws of the noise-free augmented library (the earlier default;
+        overconfident on noisy data).
     seed : int
     """
 
@@ -224,6 +234,7 @@ class TrainConfig:
     variance_holdout: float = 0.1
     min_batches: int = 10
     library_weight: float = 30.0
+    gp_latents: str = "noisy"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -236,6 +247,8 @@ class TrainConfig:
             raise ConfigError(f"variance_holdout must be in [0, 1), got {self.variance_holdout}")
         if self.min_batches < 1 or self.library_weight < 0:
             raise ConfigError("min_batches must be >= 1 and library_weight >= 0")
+        if self.gp_latents not in GP_LATENTS:
+            raise ConfigError(f"gp_latents must be one of {', '.join(GP_LATENTS)}, got {self.gp_latents!r}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 library fit of the data (noise model, nuisance estimate) -> augmented library
 (+ mixed pixels) -> Pyro VAE with the semi-supervised library term -> raw
-encoder (data + noisy library copies) -> library latents -> GP classifier ->
+encoder (data + noisy library copies) -> library latents (by default the raw encoder's, of
+library copies with the data's noise) -> GP classifier ->
 self-consistency and latent-information check (a model that fails its own
 library is compared on augmented library copies with the spectrum-space fallback
 of :mod:`eelsprint.inference.spectral`, which replaces it when better) -> OOD
@@ -33,7 +34,7 @@ from eelsprint.inference.ood import (
 )
 from eelsprint.inference.selfcheck import LibraryCheck, check_library
 from eelsprint.inference.spectral import SpectralPrior, choose_fallback
-from eelsprint.inference.train import latent_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.inference.train import gp_training_set, train_gp, train_raw_encoder, train_vae
 from eelsprint.inference.uncertainty import GPPosterior
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
 
@@ -115,7 +116,9 @@ def train_parts(
         lib_x if cfg.train.library_weight > 0 else None,
     )
     per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + nuisance.n_augment))
-    z, y = latent_training_set(vae.encoder, lib_x, lib_y, per_spectrum, cfg.train.seed)
+    z, y = gp_training_set(
+        cfg.train.gp_latents, vae.encoder, raw, lib_x, lib_y, noise, per_spectrum, cfg.train.seed
+    )
     gp = GPPosterior.from_model(train_gp(z, y, len(lib.classes), cfg.model, cfg.train, progress)[0])
 
     noise_sd = (x - target).std(0)
@@ -130,6 +133,7 @@ def train_parts(
         "raw_variance_ratio": None if math.isnan(variance_ratio) else round(variance_ratio, 4),
         "raw_scale_factor": [round(float(v), 4) for v in raw.scale_factor],
         "n_spectra": len(x),
+        "gp_latents": cfg.train.gp_latents,
         "overlap_ev": [float(lib.energy[0]), float(lib.energy[-1])],
         "library_check": check.to_dict(),
         "nuisance_estimate": estimate,

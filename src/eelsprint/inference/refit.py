@@ -1,8 +1,9 @@
 """Refit the GP classifier (and its distilled head) on new evidence, keeping the encoders.
 
-The fit's GP learnt from latent draws of the nuisance-augmented library. An update
-rebuilds that training set from the (possibly extended) library with the same
-encoders and nuisance estimate, adds draws from the latent Gaussians of labelled
+The fit's GP learnt from latent draws of the nuisance-augmented library (by default
+with the data's noise, through the raw encoder). An update rebuilds that training set
+from the (possibly extended) library with the same encoders, noise model and nuisance
+estimate, adds draws from the latent Gaussians of labelled
 pixels (each weighted like one augmented library copy), and retrains the GP; the
 head is distilled again on noisy library copies at the data's noise level. The
 VAE and the raw encoder are untouched, so earlier results stay on the same latent
@@ -38,10 +39,17 @@ from eelsprint.inference.fitting import with_estimates
 from eelsprint.inference.pipeline import FittedParts, labels_from, seeded_global_rng, spectral_prior
 from eelsprint.inference.runtime import CHUNK
 from eelsprint.inference.selfcheck import LibraryCheck, temper
-from eelsprint.inference.train import latent_training_set, train_gp
+from eelsprint.inference.train import gp_training_set, train_gp
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 
-__all__ = ["MAX_RECONSTRUCTION_RATIO", "MIN_TRAIN_ACCURACY", "Evidence", "extend_library", "refit_parts"]
+__all__ = [
+    "MAX_RECONSTRUCTION_RATIO",
+    "MIN_TRAIN_ACCURACY",
+    "Evidence",
+    "extend_library",
+    "refit_parts",
+    "stored_noise",
+]
 
 #: Below this share of a class's own training draws classified as that class, a full fit is advised.
 MIN_TRAIN_ACCURACY = 0.8
@@ -97,6 +105,14 @@ def _stored_check(diagnostics: dict[str, Any]) -> LibraryCheck | None:
         return None
     names = [f.name for f in dataclasses.fields(LibraryCheck)]
     return LibraryCheck(**{k: stored[k] for k in names}) if set(names) <= set(stored) else None
+
+
+def stored_noise(diagnostics: dict[str, Any]) -> tuple[float, float] | None:
+    """The data's noise model ``(alpha, beta)`` recorded at fit, or None for a model without one."""
+    ood = diagnostics.get("ood")
+    if not isinstance(ood, dict) or "alpha" not in ood or "beta" not in ood:
+        return None
+    return float(ood["alpha"]), float(ood["beta"])
 
 
 def refit_parts(
@@ -161,7 +177,17 @@ def _refit(
         return torch.as_tensor(a, dtype=dtype, device=device)
 
     lib_x, lib_y = t(augmented.spectra), t(augmented.class_index, torch.int64)
-    z, y = latent_training_set(parts.vae.encoder, lib_x, lib_y, per_spectrum, seed)
+    kind = str(parts.diagnostics.get("gp_latents", "clean"))  # saved without the record: clean latents
+    z, y = gp_training_set(
+        kind,
+        parts.vae.encoder,
+        parts.raw_encoder,
+        lib_x,
+        lib_y,
+        stored_noise(parts.diagnostics),
+        per_spectrum,
+        seed,
+    )
     n_labelled = 0
     if evidence is not None and len(evidence.labels):
         lookup = {str(c): i for i, c in enumerate(classes)}

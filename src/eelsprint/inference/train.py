@@ -21,7 +21,9 @@ from eelsprint.models.vae import ConvEncoder, SpectrumVAE, gaussian_kl
 __all__ = [
     "VAEDiagnostics",
     "calibrate_scale",
+    "gp_training_set",
     "latent_training_set",
+    "noisy_latent_training_set",
     "train_gp",
     "train_raw_encoder",
     "train_vae",
@@ -238,6 +240,45 @@ def latent_training_set(
     eps = torch.randn(samples, *loc.shape, generator=generator, device=loc.device)
     z = (loc + scale * eps).reshape(-1, loc.shape[-1])
     return z, labels.repeat(samples)
+
+
+def noisy_latent_training_set(
+    encoder: ConvEncoder,
+    spectra: torch.Tensor,
+    labels: torch.Tensor,
+    noise: tuple[float, float],
+    samples: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each spectrum ``samples`` times with noise of variance ``alpha + beta * |spectrum|`` added,
+    through the raw ``encoder``, one draw from each latent Gaussian: a labelled latent set as the
+    classifier meets it at prediction (counting noise included)."""
+    generator = torch.Generator(spectra.device).manual_seed(seed)
+    x = spectra.repeat(samples, 1)
+    sd = (noise[0] + noise[1] * x.abs()).sqrt()
+    x = x + sd * torch.randn(x.shape, generator=generator, device=x.device)
+    with torch.no_grad():
+        loc, scale = map_chunks(encoder, x, chunk=CHUNK)
+    z = loc + scale * torch.randn(loc.shape, generator=generator, device=loc.device)
+    return z, labels.repeat(samples)
+
+
+def gp_training_set(
+    kind: str,
+    vae_encoder: ConvEncoder,
+    raw: ConvEncoder,
+    spectra: torch.Tensor,
+    labels: torch.Tensor,
+    noise: tuple[float, float] | None,
+    samples: int,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The GP's labelled latent set, as ``[train] gp_latents`` says: ``"noisy"``
+    (:func:`noisy_latent_training_set` through ``raw``; needs ``noise``) or ``"clean"``
+    (:func:`latent_training_set` through the VAE's encoder)."""
+    if kind == "noisy" and noise is not None:
+        return noisy_latent_training_set(raw, spectra, labels, noise, samples, seed)
+    return latent_training_set(vae_encoder, spectra, labels, samples, seed)
 
 
 def train_gp(
