@@ -36,20 +36,14 @@ from eelsprint.exceptions import InputDataError
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
 from eelsprint.inference.fitting import with_estimates
+from eelsprint.inference.ood import OODScaler
 from eelsprint.inference.pipeline import FittedParts, labels_from, seeded_global_rng, spectral_prior
 from eelsprint.inference.runtime import CHUNK
 from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.train import gp_training_set, train_gp
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 
-__all__ = [
-    "MAX_RECONSTRUCTION_RATIO",
-    "MIN_TRAIN_ACCURACY",
-    "Evidence",
-    "extend_library",
-    "refit_parts",
-    "stored_noise",
-]
+__all__ = ["MAX_RECONSTRUCTION_RATIO", "MIN_TRAIN_ACCURACY", "Evidence", "extend_library", "refit_parts"]
 
 #: Below this share of a class's own training draws classified as that class, a full fit is advised.
 MIN_TRAIN_ACCURACY = 0.8
@@ -105,14 +99,6 @@ def _stored_check(diagnostics: dict[str, Any]) -> LibraryCheck | None:
         return None
     names = [f.name for f in dataclasses.fields(LibraryCheck)]
     return LibraryCheck(**{k: stored[k] for k in names}) if set(names) <= set(stored) else None
-
-
-def stored_noise(diagnostics: dict[str, Any]) -> tuple[float, float] | None:
-    """The data's noise model ``(alpha, beta)`` recorded at fit, or None for a model without one."""
-    ood = diagnostics.get("ood")
-    if not isinstance(ood, dict) or "alpha" not in ood or "beta" not in ood:
-        return None
-    return float(ood["alpha"]), float(ood["beta"])
 
 
 def refit_parts(
@@ -178,15 +164,10 @@ def _refit(
 
     lib_x, lib_y = t(augmented.spectra), t(augmented.class_index, torch.int64)
     kind = str(parts.diagnostics.get("gp_latents", "clean"))  # saved without the record: clean latents
+    scaler = OODScaler.stored(parts.diagnostics.get("ood"))  # holds the data's noise model
+    noise = None if scaler is None else (scaler.alpha, scaler.beta)
     z, y = gp_training_set(
-        kind,
-        parts.vae.encoder,
-        parts.raw_encoder,
-        lib_x,
-        lib_y,
-        stored_noise(parts.diagnostics),
-        per_spectrum,
-        seed,
+        kind, parts.vae.encoder, parts.raw_encoder, lib_x, lib_y, noise, per_spectrum, seed
     )
     n_labelled = 0
     if evidence is not None and len(evidence.labels):
