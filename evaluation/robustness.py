@@ -92,14 +92,32 @@ def config(
     pre: dict[str, Any] = {"background_window": list(background) if background else None}
     if normalise == "edge":
         pre |= {"normalise": "edge", "normalise_window": [float(lib.energy[0]), float(lib.energy[-1])]}
-    return Config.from_dict(
-        {
-            "preprocess": pre,
-            "train": training(args, seed),
-            "head": {"enabled": False},
-            "nuisance": nuisance(args),
-        }
-    )
+    sections: dict[str, dict[str, Any]] = {
+        "preprocess": pre,
+        "train": training(args, seed),
+        "head": {"enabled": False},
+        "nuisance": nuisance(args),
+    }
+    for (section, name), value in overrides(getattr(args, "set", None) or []).items():
+        sections.setdefault(section, {})[name] = value
+    return Config.from_dict(sections)
+
+
+def overrides(items: list[str]) -> dict[tuple[str, str], Any]:
+    """``--set SECTION.KEY=JSON`` items -> ``{(section, key): value}``; ValueError names a bad one."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        try:
+            if not (eq and dot and section and name):
+                raise ValueError
+            out[section, name] = json.loads(value)
+        except ValueError:
+            raise ValueError(
+                f"--set {item!r}: expected SECTION.KEY=JSON, e.g. nuisance.mix_share=0.2"
+            ) from None
+    return out
 
 
 def nuisance(args: Any) -> dict[str, Any]:
@@ -360,11 +378,22 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="fit with [nuisance] estimate = true (default: false)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=None,
+        metavar="SECTION.KEY=JSON",
+        help="config overrides for a variant, e.g. nuisance.mix_share=0.2",
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, default=RESULTS / "robustness.json")
     parser.add_argument("--markdown", type=Path, default=RESULTS / "robustness.md")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="combine separate runs")
     args = parser.parse_args(argv)
+    try:
+        overrides(args.set or [])
+    except ValueError as err:
+        parser.error(str(err))
     if args.merge:
         return finish(merge([json.loads(p.read_text()) for p in args.merge]), args)
     doses = sorted(set(args.doses) | {PAPER_DOSE})

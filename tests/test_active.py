@@ -3,6 +3,7 @@ through the command line, and every bad input (one line, file named, exit 1, not
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,24 @@ def test_update_is_reproducible_and_leaves_the_global_rng_alone(loop_env: dict) 
         assert torch.equal(getattr(first.gp_, name), getattr(again.gp_, name)), name
     x = loop_env["flat"][:50]
     np.testing.assert_array_equal(first.predict_proba(x, lib.energy), again.predict_proba(x, lib.energy))
+
+
+def test_update_advises_a_fit_for_a_class_the_latent_cannot_separate(loop_env: dict) -> None:
+    """Known answer: a copy of F25's fingerprint under a new name lies on F25 in the latent, so at
+    most about half of either class's noise-free copies can keep their label."""
+    clf, lib = loop_env["clf"], loop_env["series"].library
+    f25 = lib.spectra[lib.labels == "F25"]
+    twin = Library(f25, lib.energy, np.array(["F25_twin"] * len(f25)), "twin", min_classes=1)
+    report = clf.update(library=twin).diagnostics_["update"]
+    separation = report["train_accuracy"]
+    print(separation, report["reasons"])
+    # measured: F25 0.81, F25_twin 0.27 (together 1.08: each copy goes to one of the two)
+    assert min(separation["F25"], separation["F25_twin"]) < 0.6
+    assert separation["F25"] + separation["F25_twin"] < 1.2
+    assert report["advise_fit"] is True
+    expected = r"class F25(_twin)?: only \d+% of its noise-free library copies get its label"
+    assert report["reasons"] and all(re.fullmatch(expected, r) for r in report["reasons"]), report["reasons"]
+    assert separation["F0"] > 0.9  # the classes the twin does not touch stay separated
 
 
 def test_update_adds_a_missing_class(loop_env: dict, tmp_path: Path, monkeypatch, capsys) -> None:

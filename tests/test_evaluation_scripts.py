@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -133,6 +134,18 @@ def test_robustness_smoke(tmp_path: Path) -> None:
     assert "| mlls |" in md.read_text()
     if (load("robustness").DATA / "real" / "lsmo").is_dir():  # the real files: skipped when absent
         assert "cu" in result["libraries"] and result["lsmo"]["nearest_fingerprint_split"] == [24, 16]
+
+
+def test_robustness_config_overrides() -> None:
+    rob = load("robustness")
+    args = argparse.Namespace(set=["nuisance.mix_share=0.3", "model.samples_per_fingerprint=256"])
+    args.epochs = args.gp_iterations = None
+    cfg = rob.config((490.0, 520.0), "none", None, args, 7)
+    assert (cfg.nuisance.mix_share, cfg.model.samples_per_fingerprint, cfg.train.seed) == (0.3, 256, 7)
+    assert cfg.preprocess.background_window == (490.0, 520.0)
+    for bad in ("mix_share=0.3", "nuisance.mix_share", "nuisance.mix_share=abc"):
+        with pytest.raises(ValueError, match=rf"^--set '{bad}': expected SECTION.KEY=JSON"):
+            rob.overrides([bad])
 
 
 def test_lsmo_condition_reads_each_disagreeing_pixel() -> None:

@@ -198,7 +198,7 @@ def _fit(
     else:  # fitted out of core on every spectrum (eelsprint.scale.train)
         target = denoiser.inverse_transform(denoiser.transform(x)).astype(x.dtype, copy=False)
     trained = train_parts(x, target, lib, cfg, device, progress)
-    warn_if_inseparable(trained.check, spectra.source)
+    warn_if_inseparable(trained.check, spectra.source, trained.diagnostics["fallback_choice"])
     diagnostics = trained.diagnostics
     head = None
     if cfg.head.enabled and trained.prior is None:  # the real-time path (mode "head"): distilled from the GP

@@ -10,8 +10,9 @@ VAE and the raw encoder are untouched, so earlier results stay on the same laten
 axes and a loop can go on.
 
 A full ``fit`` is advised when the frozen encoders cannot place the new evidence:
-when the updated GP classifies fewer than :data:`MIN_TRAIN_ACCURACY` of any class's
-own training draws as that class (the latent does not separate it), or when the
+when the updated GP labels fewer than :data:`MIN_TRAIN_ACCURACY` of any class's
+noise-free library copies (at their VAE latent means) as that class (the latent does
+not separate it; the noisy training draws overlap as the data's pixels do), or when the
 VAE reconstructs a new fingerprint much worse than the library it was trained on
 (:data:`MAX_RECONSTRUCTION_RATIO`). A model whose latent failed its own library at
 fit keeps predicting through the spectral fallback (:mod:`eelsprint.inference.spectral`,
@@ -45,7 +46,7 @@ from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 
 __all__ = ["MAX_RECONSTRUCTION_RATIO", "MIN_TRAIN_ACCURACY", "Evidence", "extend_library", "refit_parts"]
 
-#: Below this share of a class's own training draws classified as that class, a full fit is advised.
+#: Below this share of a class's noise-free library copies labelled as that class, a full fit is advised.
 MIN_TRAIN_ACCURACY = 0.8
 #: A new fingerprint reconstructed this many times worse (relative L2) than the worst library one.
 MAX_RECONSTRUCTION_RATIO = 2.0
@@ -81,6 +82,18 @@ def extend_library(parts: FittedParts, library: Library) -> Library:
         np.concatenate([parts.library.labels.astype(str), added.labels.astype(str)]),
         f"{parts.library.source} + {library.source}",
     )  # the model's library has two classes or more: the default min_classes holds
+
+
+@torch.no_grad()
+def _separation(
+    parts: FittedParts, gp: GPPosterior, lib_x: torch.Tensor, lib_y: torch.Tensor, classes: np.ndarray
+) -> dict[str, float]:
+    """Per class, the share of its noise-free augmented library copies that the GP labels as that
+    class at their VAE latent means: whether the frozen latent separates the classes, apart from
+    the counting noise that the training draws may carry (and the data's pixels do too)."""
+    loc = map_chunks(parts.vae.encoder, lib_x, chunk=CHUNK)[0]
+    label = predict_fast(gp, loc, torch.zeros_like(loc)).proba.argmax(-1)
+    return {str(c): round(float((label[lib_y == i] == i).float().mean()), 4) for i, c in enumerate(classes)}
 
 
 @torch.no_grad()
@@ -180,13 +193,15 @@ def _refit(
         y = torch.cat([y, index.repeat(per_spectrum)])
         n_labelled = len(evidence.labels)
     gp = GPPosterior.from_model(train_gp(z, y, len(classes), cfg.model, cfg.train, progress)[0])
-    proba = predict_fast(gp, z, torch.zeros_like(z)).proba.argmax(-1)
-    accuracy = {str(c): round(float((proba[y == i] == i).float().mean()), 4) for i, c in enumerate(classes)}
+    accuracy = _separation(parts, gp, lib_x, lib_y, classes)
     check, fallback = _stored_check(parts.diagnostics), spectral_prior(parts.diagnostics) is not None
     if check is not None and fallback:  # the same encoders: the latent still fails, the spectra label
         gp = temper(gp, check)
-    reasons = [f"class {c}: only {a:.0%} of its own training draws get its label" for c, a in accuracy.items()
-               if a < MIN_TRAIN_ACCURACY and not fallback]  # fmt: skip
+    reasons = [
+        f"class {c}: only {a:.0%} of its noise-free library copies get its label"
+        for c, a in accuracy.items()
+        if a < MIN_TRAIN_ACCURACY and not fallback
+    ]
     report: dict[str, Any] = {"n_labelled": n_labelled, "new_classes": new_classes}
     report["labels_from"] = labels_from(parts.diagnostics)
     report["train_accuracy"] = accuracy

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -176,7 +177,23 @@ def temper(gp: GPPosterior, check: LibraryCheck) -> GPPosterior:
     )
 
 
-def warn_if_inseparable(check: LibraryCheck, source: str) -> None:
-    """Warn with :class:`~eelsprint.exceptions.RepresentationWarning` for each problem found."""
+def warn_if_inseparable(
+    check: LibraryCheck, source: str, choice: Mapping[str, float | bool] | None = None
+) -> None:
+    """Warn with :class:`~eelsprint.exceptions.RepresentationWarning` for each problem found.
+
+    ``choice`` is the record of :func:`eelsprint.inference.spectral.choose_fallback` (None
+    when the model passed): the warning then says which model labels the data and why.
+    """
+    outcome = ""
+    if choice is not None:
+        model, fallback = choice["model_nll"], choice["fallback_nll"]
+        outcome = (
+            f"; labels come from the spectral fallback (NLL on noisy library copies with the data's "
+            f"nuisance {fallback:.2f}, latent {model:.2f})"
+            if choice["used"]
+            else f"; the latent model is kept: with the data's nuisance it beats the spectral fallback "
+            f"on noisy library copies (NLL {model:.2f} vs {fallback:.2f})"
+        )
     for problem in check.problems():
-        warnings.warn(f"{source}: {problem}", RepresentationWarning, stacklevel=3)
+        warnings.warn(f"{source}: {problem}{outcome}", RepresentationWarning, stacklevel=3)
