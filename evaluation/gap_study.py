@@ -170,6 +170,7 @@ def recovered(
         "others_before": float((before[~on_held] == expected[~on_held]).mean()),
         "update_s": round(seconds, 2),
         "advise_fit": bool(grown.diagnostics_["update"]["advise_fit"]),
+        "advise_reasons": list(grown.diagnostics_["update"]["reasons"]),
     }
 
 

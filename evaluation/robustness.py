@@ -92,8 +92,14 @@ def config(
     pre: dict[str, Any] = {"background_window": list(background) if background else None}
     if normalise == "edge":
         pre |= {"normalise": "edge", "normalise_window": [float(lib.energy[0]), float(lib.energy[-1])]}
+    return settings(pre, args, seed)
+
+
+def settings(pre: dict[str, Any], args: Any, seed: int) -> Config:
+    """The benchmark's fit settings around the ``[preprocess]`` section ``pre``: training
+    overrides, no head, the ``[nuisance]`` choice, then any ``--set`` overrides."""
     sections: dict[str, dict[str, Any]] = {
-        "preprocess": pre,
+        "preprocess": dict(pre),
         "train": training(args, seed),
         "head": {"enabled": False},
         "nuisance": nuisance(args),
@@ -224,14 +230,7 @@ def lsmo_case(path: Path, seeds: list[int], args: Any) -> dict[str, Any]:
     lib = Library(np.stack([x[:5].mean(0), x[-5:].mean(0)]), data.energy, names, str(path))
     nf, own, runs = nearest_fingerprint(x, lib), np.r_[np.zeros(5, int), np.ones(5, int)], {}
     for seed in seeds:
-        cfg = Config.from_dict(
-            {
-                "preprocess": cfg_dict,
-                "train": training(args, seed),
-                "head": {"enabled": False},
-                "nuisance": nuisance(args),
-            }
-        )
+        cfg = settings(cfg_dict, args, seed)
         clf = FingerprintClassifier(config=cfg, progress=False).fit(raw, lib)
         ds = clf.classify(raw)
         proba = ds["proba"].values.reshape(len(x), -1)

@@ -19,7 +19,9 @@ def test_broaden_keeps_area_and_widens() -> None:
 
 def test_augmented_library_carries_bounded_nuisance() -> None:
     lib = fingerprint_library()
-    cfg = NuisanceConfig(n_augment=50, scale_sd=0.05, shift_ev=0.5, broaden_ev=0.5, background_tilt=0.02)
+    cfg = NuisanceConfig(
+        n_augment=50, scale_sd=0.05, shift_ev=0.5, broaden_ev=0.5, background_tilt=0.02, mix_share=0.0
+    )
     out = augment_library(lib, cfg, np.random.default_rng(0))
     assert out.spectra.shape == (12 * 51, 240)
     np.testing.assert_array_equal(out.spectra[:12], lib.spectra)

@@ -106,6 +106,9 @@ def test_a_model_that_passes_its_self_check_is_kept() -> None:
     # An untrained encoder and a random GP lose to the spectra on the copies (measured NLL 2.73 vs 0.28).
     assert record is not None and record["used"] and prior is not None
     assert record["fallback_nll"] < record["model_nll"]
+    # the fallback calibrates on pure copies: mixed copies for the GP leave the choice unchanged
+    mixed = NuisanceConfig(mix_share=0.5)
+    assert choose_fallback(raw, gp, failed, _library(), mixed, (0.25, 0.0))[2] == record
     assert used.alpha.abs().max() == 0
 
 

@@ -11,7 +11,7 @@ axes and a loop can go on.
 
 A full ``fit`` is advised when the frozen encoders cannot place the new evidence:
 when the updated GP labels fewer than :data:`MIN_TRAIN_ACCURACY` of any class's
-noise-free library copies (at their VAE latent means) as that class (the latent does
+noise-free library copies (at the raw encoder's latent means) as that class (the latent does
 not separate it; the noisy training draws overlap as the data's pixels do), or when the
 VAE reconstructs a new fingerprint much worse than the library it was trained on
 (:data:`MAX_RECONSTRUCTION_RATIO`). A model whose latent failed its own library at
@@ -89,9 +89,9 @@ def _separation(
     parts: FittedParts, gp: GPPosterior, lib_x: torch.Tensor, lib_y: torch.Tensor, classes: np.ndarray
 ) -> dict[str, float]:
     """Per class, the share of its noise-free augmented library copies that the GP labels as that
-    class at their VAE latent means: whether the frozen latent separates the classes, apart from
+    class at the raw encoder's latent means: whether the frozen latent separates the classes, apart from
     the counting noise that the training draws may carry (and the data's pixels do too)."""
-    loc = map_chunks(parts.vae.encoder, lib_x, chunk=CHUNK)[0]
+    loc = map_chunks(parts.raw_encoder, lib_x, chunk=CHUNK)[0]
     label = predict_fast(gp, loc, torch.zeros_like(loc)).proba.argmax(-1)
     return {str(c): round(float((label[lib_y == i] == i).float().mean()), 4) for i, c in enumerate(classes)}
 

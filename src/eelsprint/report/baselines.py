@@ -204,7 +204,7 @@ def pca_gp_proba(
     n_components : int
         Principal components (clipped to the data's size).
     nuisance : NuisanceConfig, optional
-        Augmentation of the library; ``NuisanceConfig()`` when omitted.
+        Augmentation of the library; ``NuisanceConfig(mix_share=0.0)`` when omitted.
     seed : int
         Seed of the PCA and of the augmentation.
 
@@ -214,7 +214,8 @@ def pca_gp_proba(
     """
     k = min(n_components, *x.shape)
     pca = PCA(n_components=k, random_state=seed).fit(x)
-    augmented = augment_library(library, nuisance or NuisanceConfig(), np.random.default_rng(seed))
+    pure = NuisanceConfig(mix_share=0.0)  # the baseline as measured: pure augmented copies
+    augmented = augment_library(library, nuisance or pure, np.random.default_rng(seed))
     gpc = GaussianProcessClassifier(random_state=seed)
     gpc.fit(pca.transform(augmented.spectra), augmented.class_index)
     proba = np.zeros((len(x), len(library.classes)))
