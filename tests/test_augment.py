@@ -43,14 +43,20 @@ def test_no_augmentation_returns_library() -> None:
     assert augment_library(lib, NuisanceConfig(n_augment=0), np.random.default_rng(0)) is lib
 
 
-def test_mixed_pixels_are_labelled_by_their_dominant_fingerprint() -> None:
+def _peaks() -> Library:
     energy = np.arange(200) * 0.25
     peaks = np.stack([np.exp(-0.5 * ((energy - c) / 2.0) ** 2) for c in (10.0, 20.0, 30.0, 40.0)])
-    lib = Library(peaks, energy, np.array(["a", "b", "c", "c"]), "peaks")
-    plain = NuisanceConfig(n_augment=100, scale_sd=0.0, shift_ev=0.0, broaden_ev=0.0, background_tilt=0.0)
-    out = augment_library(
-        lib, dataclasses.replace(plain, mix_share=0.5, mix_min=0.6), np.random.default_rng(0)
-    )
+    return Library(peaks, energy, np.array(["a", "b", "c", "c"]), "peaks")
+
+
+PLAIN = NuisanceConfig(n_augment=100, scale_sd=0.0, shift_ev=0.0, broaden_ev=0.0, background_tilt=0.0)
+
+
+def test_mixed_pixels_are_labelled_by_their_dominant_fingerprint() -> None:
+    lib = _peaks()
+    peaks = lib.spectra
+    mixing = dataclasses.replace(PLAIN, mix_share=0.5, mix_min=0.6, mix_label="dominant")
+    out = augment_library(lib, mixing, np.random.default_rng(0))
     copies, labels = out.spectra[4:], out.labels[4:]
     own = np.repeat(peaks, 100, axis=0)
     mixed = np.abs(copies - own).max(1) > 1e-9
@@ -61,3 +67,21 @@ def test_mixed_pixels_are_labelled_by_their_dominant_fingerprint() -> None:
     assert (height.argmax(1) == np.repeat(np.arange(4), 100)[mixed]).all()
     assert height.max(1).min() >= 0.6 - 1e-9
     assert (labels == np.repeat(lib.labels, 100)).all()
+
+
+def test_sampled_labels_follow_the_mixing_weight() -> None:
+    """Known answer: with w uniform in [0.6, 1], a mixed copy carries the minor fingerprint's label
+    with probability E[1 - w] = 0.2; pure copies keep their own; the spectra equal the dominant run's."""
+    lib = _peaks()
+    mixing = dataclasses.replace(PLAIN, n_augment=2000, mix_share=1.0, mix_min=0.6)
+    sampled = augment_library(lib, dataclasses.replace(mixing, mix_label="sampled"), np.random.default_rng(1))
+    dominant = augment_library(
+        lib, dataclasses.replace(mixing, mix_label="dominant"), np.random.default_rng(1)
+    )
+    np.testing.assert_array_equal(sampled.spectra, dominant.spectra)
+    own = np.repeat(lib.labels, 2000)
+    mixed = np.abs(sampled.spectra[4:] - np.repeat(lib.spectra, 2000, axis=0)).max(1) > 1e-9
+    flipped = sampled.labels[4:] != own
+    assert not flipped[~mixed].any()
+    assert abs(flipped[mixed].mean() - 0.2) < 0.015  # 5,000+ mixed copies: sd of the share ~0.006
+    assert (dominant.labels[4:] == own).all()

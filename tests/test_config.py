@@ -39,6 +39,7 @@ def test_toml_round_trip(tmp_path: Path) -> None:
         ("[nonsense]\nx = 1\n", "unknown section"),
         ("[inference]\nmode = 'slow'\n", "mode"),
         ("[train]\ngp_latents = 'raw'\n", "gp_latents must be one of noisy, clean"),
+        ("[nuisance]\nmix_label = 'soft'\n", "mix_label must be one of sampled, dominant"),
         ("this is = = not toml", "not a valid TOML"),
     ],
 )

@@ -34,9 +34,10 @@ def augment_library(library: Library, config: NuisanceConfig, rng: np.random.Gen
     """The library plus ``config.n_augment`` nuisance-perturbed copies of every fingerprint.
 
     A share ``mix_share`` of the copies are mixed pixels first: ``w l_i + (1 - w) l_j``
-    with ``l_j`` a fingerprint of another class and ``w`` uniform in ``[mix_min, 1]``,
-    labelled by the dominant ``l_i`` (domain boundaries, where a probe straddles two
-    phases). Each copy then gets a multiplicative scale ``1 + N(0, scale_sd)``, a
+    with ``l_j`` a fingerprint of another class and ``w`` uniform in ``[mix_min, 1]``
+    (domain boundaries, where a probe straddles two phases), labelled ``i`` with
+    probability ``w`` and ``j`` otherwise (``mix_label = "sampled"``) or always ``i``
+    (``"dominant"``). Each copy then gets a multiplicative scale ``1 + N(0, scale_sd)``, a
     uniform shift in ``[-shift_ev, shift_ev]``, Gaussian broadening in
     ``[0, broaden_ev]`` and a linear background residual of at most
     ``background_tilt`` times the library's largest intensity at the window's ends.
@@ -44,14 +45,15 @@ def augment_library(library: Library, config: NuisanceConfig, rng: np.random.Gen
     Returns
     -------
     Library
-        ``n * (1 + n_augment)`` spectra, the originals first; labels repeated.
+        ``n * (1 + n_augment)`` spectra, the originals first; each copy labelled by its
+        own fingerprint (or as above, if mixed).
     """
     n, k = len(library.labels), config.n_augment
     if k == 0:
         return library
-    base = np.repeat(library.spectra, k, axis=0)
+    base, copy_labels = np.repeat(library.spectra, k, axis=0), np.repeat(library.labels, k)
     if config.mix_share > 0:
-        base = _mix(base, np.repeat(library.class_index, k), library, config, rng)
+        base, copy_labels = _mix(base, np.repeat(np.arange(n), k), library, config, rng)
     energy = library.energy
     shifted = shift_spectra(base, energy, rng.uniform(-config.shift_ev, config.shift_ev, n * k))
     if config.broaden_ev > 0:
@@ -62,18 +64,21 @@ def augment_library(library: Library, config: NuisanceConfig, rng: np.random.Gen
     offset = rng.uniform(-1, 1, (n * k, 1)) * config.background_tilt * peak
     tilt = rng.uniform(-1, 1, (n * k, 1)) * config.background_tilt * peak
     spectra = np.concatenate([library.spectra, scaled + offset + tilt * ramp])
-    labels = np.concatenate([library.labels, np.repeat(library.labels, k)])
+    labels = np.concatenate([library.labels, copy_labels])
     return Library(spectra, energy, labels, library.source)
 
 
 def _mix(
-    base: np.ndarray, own: np.ndarray, library: Library, config: NuisanceConfig, rng: np.random.Generator
-) -> np.ndarray:
-    """Replace a ``mix_share`` of ``base`` (N, C) by mixtures with a fingerprint of another class."""
+    base: np.ndarray, source: np.ndarray, library: Library, config: NuisanceConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace a ``mix_share`` of ``base`` (N, C), copies of the fingerprints ``source``, by
+    mixtures with a fingerprint of another class; the spectra and their labels."""
     mixed = rng.random(len(base)) < config.mix_share
     other = rng.integers(0, len(library.labels), len(base))
-    foreign = library.class_index[other] != own
-    mixed &= foreign  # a draw from the same class is no mixture; those copies stay pure
+    mixed &= library.class_index[other] != library.class_index[source]  # same class: no mixture
     weight = rng.uniform(config.mix_min, 1.0, (len(base), 1))
     blend = weight * base + (1 - weight) * library.spectra[other]
-    return np.where(mixed[:, None], blend, base)
+    labels = library.labels[source]
+    if config.mix_label == "sampled":  # the minor fingerprint's label with probability 1 - w
+        labels = np.where(mixed & (rng.random(len(base)) > weight[:, 0]), library.labels[other], labels)
+    return np.where(mixed[:, None], blend, base), labels
