@@ -138,8 +138,10 @@ def refit_parts(
     -------
     parts : FittedParts
     report : dict
-        ``n_labelled``, ``new_classes``, per-class ``train_accuracy``, ``reconstruction_error``
-        of added fingerprints against the library's worst, ``advise_fit`` and its ``reasons``.
+        ``n_labelled``, ``new_classes``, per-class ``train_accuracy`` (the share of the class's
+        noise-free library copies the updated GP labels as that class; the key keeps its earlier
+        name), ``reconstruction_error`` of added fingerprints against the library's worst,
+        ``advise_fit`` and its ``reasons``.
 
     Raises
     ------
