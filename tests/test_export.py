@@ -16,7 +16,8 @@ from eelsprint.data.simulate import SimulatedSeries
 from eelsprint.exceptions import ExportError
 from eelsprint.inference.runtime import run_chunks
 from eelsprint.models.head import OUTPUTS
-from eelsprint.realtime.export import META, PROBE, TOLERANCES, export, load_exported
+from eelsprint.realtime import export as export_module
+from eelsprint.realtime.export import AOTI_FILE, META, PROBE, TOLERANCES, aoti_problem, export, load_exported
 from tests.test_cli import run_cli
 
 
@@ -54,6 +55,29 @@ def test_export_round_trip_matches_pytorch(
     assert loaded.fmt == fmt and list(loaded.classes) == list(fitted.classes_)
     assert max(loaded.max_diff.values()) <= TOLERANCES["fp32"][0] * 10
     _assert_matches(loaded.predict(x, chunk=256), expected)
+
+
+def test_a_compiled_package_that_crashes_its_loader_costs_the_package_not_the_process(
+    fitted: FingerprintClassifier, reference: tuple, tmp_path: Path, monkeypatch
+) -> None:
+    # torch 2.11 + CUDA 13 segfaults in aoti_load_package; a child that aborts stands in for it
+    x, expected = reference
+    export(fitted, "pt2", tmp_path / "ok", aot=True)
+    monkeypatch.setattr(export_module, "AOTI_PROBE", "import os; os.abort()")
+    crash = r"cannot run here \(.*SIGABRT.*\); running the torch.export program"
+    with pytest.warns(RuntimeWarning, match=crash):
+        loaded = load_exported(tmp_path / "ok")
+    _assert_matches(loaded.predict(x, chunk=256), expected)
+    dropped = export(fitted, "pt2", tmp_path / "dropped", aot=True)
+    assert dropped.meta["aoti"] is False and "SIGABRT" in dropped.meta["aoti_error"]
+    assert not (tmp_path / "dropped" / AOTI_FILE).exists()
+    _assert_matches(load_exported(tmp_path / "dropped").predict(x, chunk=256), expected)
+
+
+def test_aoti_problem_names_the_loader_error(onnx_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "garbage.pt2").write_bytes(b"not a package")
+    problem = aoti_problem(tmp_path / "garbage.pt2", onnx_dir / PROBE)
+    assert problem is not None and problem.startswith("loading it failed (") and "\n" not in problem
 
 
 def test_onnx_round_trip_runs_under_onnxruntime(onnx_dir: Path, reference: tuple) -> None:

@@ -5,7 +5,10 @@ Formats
 ``pt2``
     ``torch.export`` program (``model.pt2``), plus an AOTInductor-compiled package
     (``model.aoti.pt2``, C++ kernels, no Python needed to run it) where the compiler
-    works; loading prefers the compiled package.
+    works; loading prefers the compiled package. The package is first loaded and run
+    in a child process (:func:`aoti_problem`): a loader that crashes (torch 2.11 with
+    CUDA 13 segfaults in ``aoti_load_package``) then costs the compiled package, not
+    the caller's process; the ``torch.export`` program runs instead.
 ``onnx``
     ONNX (dynamo exporter), run under ONNX Runtime's CPU provider.
 ``torchscript``
@@ -33,6 +36,9 @@ import contextlib
 import copy
 import json
 import logging
+import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -54,7 +60,16 @@ from eelsprint.realtime.tensorrt import dynamic_batch, load_tensorrt, tensorrt_m
 if TYPE_CHECKING:
     from eelsprint.classify import FingerprintClassifier
 
-__all__ = ["CPU_FORMATS", "FORMATS", "TOLERANCES", "ExportedModel", "export", "load_exported", "probe_batch"]
+__all__ = [
+    "CPU_FORMATS",
+    "FORMATS",
+    "TOLERANCES",
+    "ExportedModel",
+    "aoti_problem",
+    "export",
+    "load_exported",
+    "probe_batch",
+]
 
 FORMATS = ("pt2", "onnx", "torchscript", "tensorrt")
 CPU_FORMATS = ("pt2", "onnx", "torchscript")
@@ -64,6 +79,42 @@ _FILES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts", "
 AOTI_FILE = "model.aoti.pt2"
 PROBE = "probe.safetensors"
 META = "export.json"
+#: Run in a child process by :func:`aoti_problem`: load the package (argv 1), run the probe (argv 2).
+AOTI_PROBE = (
+    "import sys, safetensors.torch\n"
+    "from torch._inductor import aoti_load_package\n"
+    "aoti_load_package(sys.argv[1])(safetensors.torch.load_file(sys.argv[2])['probe'])\n"
+)
+
+
+def aoti_problem(package: Path, probe: Path, timeout: float = 600.0) -> str | None:
+    """Load and run an AOTInductor package in a child process; ``None`` if that works.
+
+    Parameters
+    ----------
+    package, probe : path
+        The compiled package and the probe batch (``probe.safetensors``).
+    timeout : float
+        Seconds before the child is given up.
+
+    Returns
+    -------
+    str or None
+        Why the package cannot run here (one line: the signal that killed the child,
+        or its last error line), or ``None``.
+    """
+    command = [sys.executable, "-c", AOTI_PROBE, str(package), str(probe)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return f"loading it took more than {timeout:.0f} s"
+    if done.returncode == 0:
+        return None
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        return f"loading it killed a child process ({name}) under torch {torch.__version__}"
+    lines = done.stderr.strip().splitlines()
+    return f"loading it failed ({lines[-1] if lines else f'exit status {done.returncode}'})"
 
 
 @contextlib.contextmanager
@@ -195,11 +246,23 @@ class ExportedModel:
         return {name: t.numpy() for name, t in zip(OUTPUTS, out, strict=True)}
 
 
-def _runner(directory: Path, meta: dict[str, Any]) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+def _runner(
+    directory: Path, meta: dict[str, Any], probe_aoti: bool = True
+) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """The artefact's callable; ``probe_aoti``: load a compiled package in a child process first."""
     fmt = meta["format"]
     path = directory / _FILES[fmt]
+    aoti = fmt == "pt2" and bool(meta.get("aoti"))
+    if aoti and probe_aoti and (problem := aoti_problem(directory / AOTI_FILE, directory / PROBE)):
+        warnings.warn(
+            f"{directory}: the AOTInductor package cannot run here ({problem}); "
+            "running the torch.export program instead",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        aoti = False
     with _quiet_exporters():
-        if fmt == "pt2" and meta.get("aoti"):
+        if aoti:
             from torch._inductor import aoti_load_package
 
             compiled = aoti_load_package(str(directory / AOTI_FILE))
@@ -220,11 +283,11 @@ def _runner(directory: Path, meta: dict[str, Any]) -> Callable[[torch.Tensor], t
     return load_tensorrt(path, CPU_FORMATS)
 
 
-def _check(directory: Path, meta: dict[str, Any]) -> ExportedModel:
+def _check(directory: Path, meta: dict[str, Any], probe_aoti: bool = True) -> ExportedModel:
     """Load the runner, run it on the probe and compare with the stored reference outputs."""
     try:
         stored = safetensors.torch.load_file(str(directory / PROBE))
-        runner = _runner(directory, meta)
+        runner = _runner(directory, meta, probe_aoti)
         with torch.inference_mode():
             outputs = runner(stored["probe"])
     except ExportError:
@@ -269,7 +332,9 @@ def export(
     precision : {"fp32", "fp16"}
         ``"fp16"`` only for ``tensorrt`` (:data:`eelsprint.config.PRECISIONS`).
     aot : bool
-        ``pt2`` only: also compile with AOTInductor (tens of seconds).
+        ``pt2`` only: also compile with AOTInductor (tens of seconds). Dropped, with
+        the reason in ``export.json``'s ``aoti_error``, where the package cannot be
+        compiled or cannot be loaded and run here (:func:`aoti_problem`).
     batch : (int, int, int)
         Dynamic batch range (min, opt, max); ``opt`` is TensorRT's tuning point.
 
@@ -315,6 +380,9 @@ def export(
                 **{f"ref.{k}": v.contiguous() for k, v in zip(OUTPUTS, reference, strict=True)},
             }
             (tmp / PROBE).write_bytes(safetensors.torch.save(tensors))  # umask, not 0600
+            if extra.get("aoti") and (problem := aoti_problem(tmp / AOTI_FILE, tmp / PROBE)):
+                (tmp / AOTI_FILE).unlink()  # the program (model.pt2) runs instead
+                extra = {"aoti": False, "aoti_error": problem}
             files = sorted(p.name for p in tmp.iterdir())
             meta = {
                 "format": fmt,
@@ -330,12 +398,12 @@ def export(
             }
             (tmp / META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
             write_manifest(tmp, [*files, META])
-            exported = _check(tmp, meta)
+            exported = _check(tmp, meta, probe_aoti=False)  # probed just above
     except ExportError:
         raise
     except Exception as err:  # exporters fail in many ways
         raise ExportError(f"{fmt} export failed ({typed_first_line(err)})") from None
-    return ExportedModel(exported.fmt, exported.meta, _runner(out, meta), exported.max_diff)
+    return ExportedModel(exported.fmt, exported.meta, _runner(out, meta, False), exported.max_diff)
 
 
 def load_exported(path: str | Path) -> ExportedModel:
@@ -356,6 +424,12 @@ def load_exported(path: str | Path) -> ExportedModel:
         Missing or foreign directory, a file modified or truncated (checksum), an
         artefact that cannot run here (e.g. ``tensorrt`` without CUDA), or outputs on
         the probe batch outside the stated tolerance of the PyTorch model's.
+
+    Warns
+    -----
+    RuntimeWarning
+        A ``pt2`` artefact's compiled package cannot be loaded here (checked in a child
+        process); its ``torch.export`` program runs instead.
     """
     directory = Path(path)
     try:
