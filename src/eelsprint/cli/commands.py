@@ -274,6 +274,8 @@ def export_(
         f"PyTorch model on the probe batch (max |dp| {exported.max_diff['proba']:.1e}, "
         f"tolerance {tol['atol']:g} + {tol['rtol']:g}*|ref|)"
     )
+    if "aoti_error" in exported.meta:
+        typer.echo(f"no AOTInductor package ({exported.meta['aoti_error']}); model.pt2 runs instead")
 
 
 @app.command()

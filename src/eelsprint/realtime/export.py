@@ -5,10 +5,9 @@ Formats
 ``pt2``
     ``torch.export`` program (``model.pt2``), plus an AOTInductor-compiled package
     (``model.aoti.pt2``, C++ kernels, no Python needed to run it) where the compiler
-    works; loading prefers the compiled package. The package is first loaded and run
-    in a child process (:func:`aoti_problem`): a loader that crashes (torch 2.11 with
-    CUDA 13 segfaults in ``aoti_load_package``) then costs the compiled package, not
-    the caller's process; the ``torch.export`` program runs instead.
+    works; loading prefers the compiled package, after loading and running it in a
+    child process (:mod:`eelsprint.realtime.aoti`): where that fails, the
+    ``torch.export`` program runs instead.
 ``onnx``
     ONNX (dynamo exporter), run under ONNX Runtime's CPU provider.
 ``torchscript``
@@ -36,9 +35,6 @@ import contextlib
 import copy
 import json
 import logging
-import signal
-import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,6 +51,7 @@ from eelsprint.data.manifest import MANIFEST, read_json_object, read_manifest, v
 from eelsprint.exceptions import ExportError, typed_first_line
 from eelsprint.inference.runtime import physical_cores, run_chunks
 from eelsprint.models.head import OUTPUTS, RealtimeModel
+from eelsprint.realtime.aoti import AOTI_FILE, aoti_problem, compile_aoti, load_aoti
 from eelsprint.realtime.tensorrt import dynamic_batch, load_tensorrt, tensorrt_module, write_tensorrt
 
 if TYPE_CHECKING:
@@ -65,7 +62,6 @@ __all__ = [
     "FORMATS",
     "TOLERANCES",
     "ExportedModel",
-    "aoti_problem",
     "export",
     "load_exported",
     "probe_batch",
@@ -76,45 +72,8 @@ CPU_FORMATS = ("pt2", "onnx", "torchscript")
 #: (atol, rtol) of the output check per precision.
 TOLERANCES: dict[Precision, tuple[float, float]] = {"fp32": (1e-4, 1e-3), "fp16": (2e-2, 5e-2)}
 _FILES = {"pt2": "model.pt2", "onnx": "model.onnx", "torchscript": "model.ts", "tensorrt": "model.trt.ep"}
-AOTI_FILE = "model.aoti.pt2"
 PROBE = "probe.safetensors"
 META = "export.json"
-#: Run in a child process by :func:`aoti_problem`: load the package (argv 1), run the probe (argv 2).
-AOTI_PROBE = (
-    "import sys, safetensors.torch\n"
-    "from torch._inductor import aoti_load_package\n"
-    "aoti_load_package(sys.argv[1])(safetensors.torch.load_file(sys.argv[2])['probe'])\n"
-)
-
-
-def aoti_problem(package: Path, probe: Path, timeout: float = 600.0) -> str | None:
-    """Load and run an AOTInductor package in a child process; ``None`` if that works.
-
-    Parameters
-    ----------
-    package, probe : path
-        The compiled package and the probe batch (``probe.safetensors``).
-    timeout : float
-        Seconds before the child is given up.
-
-    Returns
-    -------
-    str or None
-        Why the package cannot run here (one line: the signal that killed the child,
-        or its last error line), or ``None``.
-    """
-    command = [sys.executable, "-c", AOTI_PROBE, str(package), str(probe)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return f"loading it took more than {timeout:.0f} s"
-    if done.returncode == 0:
-        return None
-    if done.returncode < 0:
-        name = signal.Signals(-done.returncode).name
-        return f"loading it killed a child process ({name}) under torch {torch.__version__}"
-    lines = done.stderr.strip().splitlines()
-    return f"loading it failed ({lines[-1] if lines else f'exit status {done.returncode}'})"
 
 
 @contextlib.contextmanager
@@ -181,15 +140,7 @@ def _write(
         if fmt == "pt2":
             program = torch.export.export(model, (probe,), dynamic_shapes=dynamic_batch(options["max_batch"]))
             torch.export.save(program, str(path))
-            extra["aoti"] = False
-            if options["aot"]:
-                try:
-                    from torch._inductor import aoti_compile_and_package
-
-                    aoti_compile_and_package(program, package_path=str(tmp / AOTI_FILE))
-                    extra["aoti"] = True
-                except Exception as err:  # no C++ compiler, unsupported platform, ...
-                    extra["aoti_error"] = typed_first_line(err)
+            extra = compile_aoti(program, tmp / AOTI_FILE) if options["aot"] else {"aoti": False}
         elif fmt == "onnx":
             torch.onnx.export(
                 model,
@@ -263,10 +214,7 @@ def _runner(
         aoti = False
     with _quiet_exporters():
         if aoti:
-            from torch._inductor import aoti_load_package
-
-            compiled = aoti_load_package(str(directory / AOTI_FILE))
-            return lambda x: tuple(compiled(x))
+            return load_aoti(directory / AOTI_FILE)
         if fmt == "pt2":
             module = torch.export.load(str(path)).module()
             return lambda x: tuple(module(x))
@@ -334,7 +282,8 @@ def export(
     aot : bool
         ``pt2`` only: also compile with AOTInductor (tens of seconds). Dropped, with
         the reason in ``export.json``'s ``aoti_error``, where the package cannot be
-        compiled or cannot be loaded and run here (:func:`aoti_problem`).
+        compiled or cannot be loaded and run here
+        (:func:`~eelsprint.realtime.aoti.aoti_problem`).
     batch : (int, int, int)
         Dynamic batch range (min, opt, max); ``opt`` is TensorRT's tuning point.
 
