@@ -148,6 +148,41 @@ def test_robustness_config_overrides() -> None:
             rob.overrides([bad])
 
 
+def test_variants_table_rows_read_each_run(tmp_path: Path) -> None:
+    """``variants_table.py``: a run appended with --add becomes rows and LSMO lines with its numbers."""
+    summary = {m: {"mean": v, "sd": 0.01} for m, v in (("accuracy", 0.8), ("ece", 0.03), ("nll", 0.4))}
+    runs = {
+        "0": {"accuracy": 0.79, "labels_from": "latent GP"},
+        "1": {"accuracy": 0.81, "labels_from": "latent GP"},
+    }
+    dose = {"30.0": {"eelsprint_summary": summary, "eelsprint": runs}}
+    lsmo = {
+        "per_seed": {
+            "1": {"agreement_with_nearest": 0.95, "either_high_where_disagree": 1.0},
+            "0": {"agreement_with_nearest": 1.0, "either_high_where_disagree": None},
+        }
+    }
+    run = {
+        "command": "python robustness.py --set x.y=1",
+        "libraries": {"mxene": {"doses": dose}},
+        "lsmo": lsmo,
+    }
+    (tmp_path / "base.json").write_text(json.dumps(run))
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    (tmp_path / "v.json").write_text(json.dumps({"note": "Why these runs.", "variants": {}}))  # fmt: skip
+    paths = ["--base", str(tmp_path / "base.json"), "--variants", str(tmp_path / "v.json")]
+    md = load("variants_table").main(
+        [*paths, "--markdown", str(tmp_path / "v.md"), "--add", f"x 1={tmp_path / 'run.json'}"]
+    )
+    assert md == (tmp_path / "v.md").read_text() and "Why these runs." in md
+    assert md.count("| mxene | 0.800 +- 0.010 (0.790-0.810) | 0.030 +- 0.010 | 0.400 | latent GP |") == 2
+    assert "- x 1: agreement 1.000, 0.950; either high where they disagree -, 1.00" in md
+    assert list(json.loads((tmp_path / "v.json").read_text())["variants"]) == ["x 1"]
+    with pytest.raises(SystemExit):
+        load("variants_table").main([*paths, "--markdown", str(tmp_path / "w.md"), "--add", "no-equals-sign"])
+    assert not (tmp_path / "w.md").exists()
+
+
 def test_lsmo_condition_reads_each_disagreeing_pixel() -> None:
     """'Wherever they disagree, epistemic or OOD is high' is read pixel by pixel (their union)."""
     rob = load("robustness")

@@ -96,6 +96,10 @@ def test_self_consistency_of_the_shipped_model() -> None:
     assert check.latent_accuracy >= check.pca_accuracy - 0.05
     ds = clf.classify(frame.spectra)
     assert ds["ood_score"].shape == ds["epistemic"].shape
+    # the separation probe reads pure copies: mixtures, whose label is a draw, would lower both probes
+    mixing = dataclasses.replace(clf.config_.nuisance, mix_share=1.0)
+    mixed = check_library(clf.raw_encoder_, clf.gp_, clf.library_, mixing, x, noise_sd, 10)
+    assert (mixed.latent_accuracy, mixed.pca_accuracy) == (check.latent_accuracy, check.pca_accuracy)
 
 
 def test_weighted_library_fit_beats_the_plain_residual_at_low_dose() -> None:

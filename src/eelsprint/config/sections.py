@@ -123,11 +123,11 @@ class NuisanceConfig:
         library's largest intensity.
     mix_share : float
         Share of the copies that are mixed pixels (two fingerprints, with the label
-        ``mix_label`` says); 0 (the default) turns mixing off. Measured at 0.2
-        (model card, "Robustness"): MXene DFT series ECE 0.046 -> 0.027 with sampled
-        labels (0.029 with the dominant one's, which moved the real LSMO line scan's
-        boundary in one seed of five). The spectral fallback always calibrates on pure
-        copies.
+        ``mix_label`` says); 0 (the default) turns mixing off. At 0.2 with sampled
+        labels (model card, "Mixed copies"): the realistic MXene DFT series' ECE 0.046
+        -> 0.027, but the simulator's pure pixels 0.008 -> 0.035 (underconfident); turn
+        it on for data with many boundary or mixed pixels. The spectral fallback and the
+        separation checks always use pure copies.
     mix_min : float
         Smallest weight of the dominant fingerprint in a mixture, in [0.5, 1].
     mix_label : {"sampled", "dominant"}

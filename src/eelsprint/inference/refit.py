@@ -88,9 +88,10 @@ def extend_library(parts: FittedParts, library: Library) -> Library:
 def _separation(
     parts: FittedParts, gp: GPPosterior, lib_x: torch.Tensor, lib_y: torch.Tensor, classes: np.ndarray
 ) -> dict[str, float]:
-    """Per class, the share of its noise-free augmented library copies that the GP labels as that
-    class at the raw encoder's latent means: whether the frozen latent separates the classes, apart from
-    the counting noise that the training draws may carry (and the data's pixels do too)."""
+    """Per class, the share of its noise-free augmented library copies (pure: no mixtures, whose label
+    is a draw) that the GP labels as that class at the raw encoder's latent means: whether the frozen
+    latent separates the classes, apart from the counting noise that the training draws may carry (and
+    the data's pixels do too)."""
     loc = map_chunks(parts.raw_encoder, lib_x, chunk=CHUNK)[0]
     label = predict_fast(gp, loc, torch.zeros_like(loc)).proba.argmax(-1)
     return {str(c): round(float((label[lib_y == i] == i).float().mean()), 4) for i, c in enumerate(classes)}
@@ -195,7 +196,8 @@ def _refit(
         y = torch.cat([y, index.repeat(per_spectrum)])
         n_labelled = len(evidence.labels)
     gp = GPPosterior.from_model(train_gp(z, y, len(classes), cfg.model, cfg.train, progress)[0])
-    accuracy = _separation(parts, gp, lib_x, lib_y, classes)
+    pure = augment_library(lib, dataclasses.replace(nuisance, mix_share=0.0), np.random.default_rng(seed))
+    accuracy = _separation(parts, gp, t(pure.spectra), t(pure.class_index, torch.int64), classes)
     check, fallback = _stored_check(parts.diagnostics), spectral_prior(parts.diagnostics) is not None
     if check is not None and fallback:  # the same encoders: the latent still fails, the spectra label
         gp = temper(gp, check)

@@ -121,8 +121,8 @@ def check_library(
     library : Library
         The clean library on the model's axis.
     nuisance : NuisanceConfig
-        The augmentation; two independent augmented sets (at least 16 copies per
-        spectrum) train and score the linear probes.
+        The augmentation; two independent augmented sets (at least 16 pure copies per
+        spectrum, no mixtures) train and score the linear probes.
     data : ndarray of shape (n_spectra, n_channels)
         The preprocessed training spectra (for the PCA baseline).
     noise_sd : ndarray of shape (n_channels,)
@@ -146,7 +146,8 @@ def check_library(
     nearest = library.class_index[distance.argmin(1)] == own
     per_class = {str(c): float(hit[own == i].mean()) for i, c in enumerate(library.classes)}
 
-    nuisance = dataclasses.replace(nuisance, n_augment=max(nuisance.n_augment, 16))
+    # pure copies: a mixture's label is a draw, which no representation can separate
+    nuisance = dataclasses.replace(nuisance, n_augment=max(nuisance.n_augment, 16), mix_share=0.0)
     train_copies, held_copies = (augment_library(library, nuisance, rng) for _ in range(2))
     x_train = noisy_copies(train_copies.spectra, noise_sd, 1, rng)
     x_held = noisy_copies(held_copies.spectra, noise_sd, 1, rng)
