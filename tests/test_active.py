@@ -3,6 +3,7 @@ through the command line, and every bad input (one line, file named, exit 1, not
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from eelsprint.data.io import read_dataset, write_dataset
 from eelsprint.data.simulate import simulate_series
 from eelsprint.data.spectra import Library, Spectra
 from eelsprint.exceptions import InputDataError
+from eelsprint.inference.refit import MIN_TRAIN_ACCURACY, refit_parts
 
 from .test_cli import run_cli
 
@@ -275,6 +277,18 @@ def test_update_advises_a_fit_for_a_class_the_latent_cannot_separate(loop_env: d
     expected = r"class F25(_twin)?: only \d+% of its noise-free library copies get its label"
     assert report["reasons"] and all(re.fullmatch(expected, r) for r in report["reasons"]), report["reasons"]
     assert separation["F0"] > 0.9  # the classes the twin does not touch stay separated
+
+
+def test_update_checks_separation_on_pure_copies_when_mixing_is_on(loop_env: dict) -> None:
+    """A mixed copy's label is a draw: with every copy mixed, the separation check must still read
+    pure copies, or it advises a full fit for classes the latent separates."""
+    parts = loop_env["clf"]._parts()
+    cfg = parts.config
+    mixing = dataclasses.replace(cfg, nuisance=dataclasses.replace(cfg.nuisance, mix_share=1.0))
+    report = refit_parts(dataclasses.replace(parts, config=mixing), None, None, torch.device("cpu"), False)[1]
+    # measured: F25 0.99, F12.5 0.88, F0 1.0 (on the mixed copies themselves: 0.83, 0.75, 0.82)
+    assert min(report["train_accuracy"].values()) >= MIN_TRAIN_ACCURACY, report["train_accuracy"]
+    assert report["advise_fit"] is False
 
 
 def test_update_adds_a_missing_class(loop_env: dict, tmp_path: Path, monkeypatch, capsys) -> None:
