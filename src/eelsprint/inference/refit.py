@@ -196,7 +196,10 @@ def _refit(
         y = torch.cat([y, index.repeat(per_spectrum)])
         n_labelled = len(evidence.labels)
     gp = GPPosterior.from_model(train_gp(z, y, len(classes), cfg.model, cfg.train, progress)[0])
-    pure = augment_library(lib, dataclasses.replace(nuisance, mix_share=0.0), np.random.default_rng(seed))
+    if nuisance.mix_share == 0:  # the training copies are pure already (the default)
+        pure = augmented
+    else:
+        pure = augment_library(lib, dataclasses.replace(nuisance, mix_share=0.0), np.random.default_rng(seed))
     accuracy = _separation(parts, gp, t(pure.spectra), t(pure.class_index, torch.int64), classes)
     check, fallback = _stored_check(parts.diagnostics), spectral_prior(parts.diagnostics) is not None
     if check is not None and fallback:  # the same encoders: the latent still fails, the spectra label
