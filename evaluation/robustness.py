@@ -36,6 +36,7 @@ from eelsprint.data.simulate import fingerprint_library
 from eelsprint.inference.metrics import (
     accuracy,
     confusion,
+    ece_floor,
     expected_calibration_error,
     negative_log_likelihood,
     ood_auroc,
@@ -156,6 +157,7 @@ def scores(
     out: dict[str, Any] = {
         "accuracy": accuracy(proba, labels),
         "ece": expected_calibration_error(proba, labels),
+        "ece_floor": ece_floor(proba, labels),
         "nll": negative_log_likelihood(proba, labels),
         "spectra_per_s": len(labels) / max(seconds, 1e-9),
     }
@@ -313,8 +315,10 @@ def markdown(result: dict) -> str:
         paper, kinds = lib["doses"][str(PAPER_DOSE)], lib["ood_kinds"]
         lines += [
             f"\n## {name} ({lib['n_spectra']} spectra per series, dose {PAPER_DOSE:g})\n",
-            "| method | accuracy | ECE | NLL | " + " | ".join(f"AUROC {k}" for k in kinds) + " | spectra/s |",
-            "|---|" + "---|" * (4 + len(kinds)),
+            "| method | accuracy | ECE | ECE floor | NLL | "
+            + " | ".join(f"AUROC {k}" for k in kinds)
+            + " | spectra/s |",
+            "|---|" + "---|" * (5 + len(kinds)),
         ]
         eel = paper["eelsprint_summary"]
         for score in ("epistemic", "ood_score"):
@@ -323,7 +327,8 @@ def markdown(result: dict) -> str:
             au = eel[f"ood_auroc_{score}"]
             row = f"| eelsprint ({len(paper['eelsprint'])} seeds, OOD by {score}) | "
             row += " | ".join(
-                f"{eel[m]['mean']:.3f} +- {eel[m]['sd']:.3f}" for m in ("accuracy", "ece", "nll")
+                f"{eel[m]['mean']:.3f} +- {eel[m]['sd']:.3f}" if m in eel else "-"
+                for m in ("accuracy", "ece", "ece_floor", "nll")
             )
             row += (
                 " | "
@@ -333,7 +338,8 @@ def markdown(result: dict) -> str:
             lines.append(row)
         for base, s in paper["baselines"].items():
             au = next((v for k, v in s.items() if k.startswith("ood_auroc")), {})
-            cells = [fmt(s[m]) for m in ("accuracy", "ece", "nll")] + [fmt(au.get(k)) for k in kinds]
+            cells = [fmt(s.get(m)) for m in ("accuracy", "ece", "ece_floor", "nll")]
+            cells += [fmt(au.get(k)) for k in kinds]
             lines.append(f"| {base} | " + " | ".join(cells) + f" | {s['spectra_per_s']:,.0f} |")
     lines += [
         "\n## Accuracy over the dose sweep\n",

@@ -10,6 +10,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from eelsprint.inference.metrics import (
     brier_score,
+    ece_floor,
     error_auroc,
     expected_calibration_error,
     negative_log_likelihood,
@@ -65,6 +66,32 @@ def test_ece_of_calibrated_and_overconfident_draws() -> None:
     acc = (proba.argmax(-1) == labels).mean()
     for equal_mass in (False, True):
         assert expected_calibration_error(onehot, labels, 15, equal_mass) == pytest.approx(1 - acc)
+
+
+def test_ece_floor_is_what_a_calibrated_model_scores_and_falls_with_the_sample() -> None:
+    """The floor is the median ECE of label sets drawn from the probabilities: independent draws
+    of a calibrated model's labels land around it, it falls about as 1/sqrt(n), it ignores
+    spectra without a library class, and an overconfident model scores far above it."""
+    rng = np.random.default_rng(3)
+    floors = {}
+    for n in (1_500, 15_000):
+        proba = rng.dirichlet([0.3] * 4, size=n)
+        floors[n] = ece_floor(proba, np.zeros(n, int), seed=1)
+        draws = [
+            expected_calibration_error(proba, (proba.cumsum(-1) < rng.random((n, 1))).sum(-1))
+            for _ in range(40)
+        ]
+        # measured (seed 3): n = 1,500: floor 0.0264, independent draws' median 0.0243;
+        # n = 15,000: 0.0082 and 0.0086
+        assert np.median(draws) == pytest.approx(floors[n], rel=0.15)
+    assert 2.0 < floors[1_500] / floors[15_000] < 4.5  # sqrt(10) = 3.2; measured 3.21
+    proba = rng.dirichlet([0.3] * 4, size=1_500)
+    labels = np.r_[np.zeros(1_500, int), -np.ones(500, int)]
+    with_foreign = np.vstack([proba, np.full((500, 4), 0.25)])
+    assert ece_floor(with_foreign, labels) == ece_floor(proba, labels[:1_500])
+    sharp = proba**4 / (proba**4).sum(-1, keepdims=True)  # the same labels claimed more surely
+    labels = (proba.cumsum(-1) < rng.random((1_500, 1))).sum(-1)
+    assert expected_calibration_error(sharp, labels) > 3 * ece_floor(sharp, labels)  # 0.25 vs 0.015
 
 
 def test_nll_and_brier_match_scikit_learn() -> None:
