@@ -6,6 +6,7 @@ from eelsprint.config import NuisanceConfig
 from eelsprint.data.augment import augment_library, broaden
 from eelsprint.data.simulate import fingerprint_library
 from eelsprint.data.spectra import Library
+from eelsprint.inference.train import gp_copies
 
 
 def test_broaden_keeps_area_and_widens() -> None:
@@ -85,3 +86,18 @@ def test_sampled_labels_follow_the_mixing_weight() -> None:
     assert not flipped[~mixed].any()
     assert abs(flipped[mixed].mean() - 0.2) < 0.015  # 5,000+ mixed copies: sd of the share ~0.006
     assert (dominant.labels[4:] == own).all()
+
+
+def test_gp_copies_are_distinct_copies_from_their_own_stream() -> None:
+    """``samples`` spectra per fingerprint (itself first, then nuisance copies), the same for the
+    same seed (fit and update draw them alike), and not the encoders' copies of that seed."""
+    lib, nuisance = fingerprint_library(), NuisanceConfig()
+    copies = gp_copies(lib, nuisance, 100, seed=3)
+    assert copies.spectra.shape == (12 * 100, 240)
+    np.testing.assert_array_equal(copies.spectra[:12], lib.spectra)
+    assert np.bincount(copies.class_index).tolist() == [300, 300, 300, 300]  # 3 fingerprints a class
+    assert len(np.unique(copies.spectra[12:].round(12), axis=0)) == 12 * 99  # no copy drawn twice
+    np.testing.assert_array_equal(gp_copies(lib, nuisance, 100, seed=3).spectra, copies.spectra)
+    encoders = augment_library(lib, dataclasses.replace(nuisance, n_augment=99), np.random.default_rng(3))
+    assert not np.allclose(encoders.spectra[12:], copies.spectra[12:])
+    assert gp_copies(lib, nuisance, 1, seed=3) is lib  # one sample: the fingerprints alone

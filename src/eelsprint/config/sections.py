@@ -111,7 +111,9 @@ class NuisanceConfig:
     Attributes
     ----------
     n_augment : int
-        Augmented copies per fingerprint (the clean fingerprint is always kept too).
+        Augmented copies per fingerprint that the encoders train on (the clean
+        fingerprint is always kept too); the GP draws its own
+        (``[model] samples_per_fingerprint``).
     scale_sd : float
         Standard deviation of the multiplicative normalisation error.
     shift_ev : float
@@ -124,7 +126,8 @@ class NuisanceConfig:
     mix_share : float
         Share of the copies that are mixed pixels (two fingerprints, with the label
         ``mix_label`` says); 0 (the default) turns mixing off. At 0.2 with sampled
-        labels (model card, "Mixed copies"): the realistic MXene DFT series' ECE 0.046
+        labels (model card, "Mixed copies"; measured before the GP drew its own
+        copies): the realistic MXene DFT series' ECE 0.046
         -> 0.027, but the simulator's pure pixels 0.008 -> 0.035 (underconfident); turn
         it on for data with many boundary or mixed pixels. The spectral fallback and the
         separation checks always use pure copies.
@@ -181,6 +184,9 @@ class ModelConfig:
     The convolutional stack is the paper's (filters 16/32/32/64, kernels 7/7/3/3,
     stride 2, LeakyReLU 0.3, dropout 0.2); the latent is smaller than the paper's
     16 dimensions by default, with free bits, to avoid posterior collapse.
+    ``samples_per_fingerprint`` is the number of library copies per fingerprint the GP
+    classifier learns from (the fingerprint and nuisance copies drawn for the GP alone,
+    each encoded once; :func:`eelsprint.inference.train.gp_copies`).
     """
 
     latent_dim: int = 8

@@ -34,7 +34,7 @@ from eelsprint.inference.ood import (
 )
 from eelsprint.inference.selfcheck import LibraryCheck, check_library
 from eelsprint.inference.spectral import SpectralPrior, choose_fallback
-from eelsprint.inference.train import gp_training_set, train_gp, train_raw_encoder, train_vae
+from eelsprint.inference.train import gp_copies, gp_training_set, train_gp, train_raw_encoder, train_vae
 from eelsprint.inference.uncertainty import GPPosterior
 from eelsprint.models.vae import ConvEncoder, SpectrumVAE
 
@@ -115,10 +115,11 @@ def train_parts(
         progress,
         lib_x if cfg.train.library_weight > 0 else None,
     )
-    per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + nuisance.n_augment))
+    copies = gp_copies(lib, nuisance, cfg.model.samples_per_fingerprint, cfg.train.seed)
     z, y = gp_training_set(
-        cfg.train.gp_latents, vae.encoder, raw, lib_x, lib_y, noise, per_spectrum, cfg.train.seed
-    )
+        cfg.train.gp_latents, vae.encoder, raw, t(copies.spectra), t(copies.class_index, torch.int64),
+        noise, 1, cfg.train.seed,
+    )  # fmt: skip
     gp = GPPosterior.from_model(train_gp(z, y, len(lib.classes), cfg.model, cfg.train, progress)[0])
 
     noise_sd = (x - target).std(0)

@@ -41,7 +41,7 @@ from eelsprint.inference.ood import OODScaler
 from eelsprint.inference.pipeline import FittedParts, labels_from, seeded_global_rng, spectral_prior
 from eelsprint.inference.runtime import CHUNK
 from eelsprint.inference.selfcheck import LibraryCheck, temper
-from eelsprint.inference.train import gp_training_set, train_gp
+from eelsprint.inference.train import gp_copies, gp_training_set, train_gp
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast
 
 __all__ = ["MAX_RECONSTRUCTION_RATIO", "MIN_TRAIN_ACCURACY", "Evidence", "extend_library", "refit_parts"]
@@ -172,19 +172,20 @@ def _refit(
             )
     seed = cfg.train.seed
     nuisance = with_estimates(cfg.nuisance, parts.diagnostics.get("nuisance_estimate", {}))
-    augmented = augment_library(lib, nuisance, np.random.default_rng(seed))
+    augmented = augment_library(lib, nuisance, np.random.default_rng(seed))  # as the encoders saw
+    copies = gp_copies(lib, nuisance, cfg.model.samples_per_fingerprint, seed)  # as fit's GP saw
+    # a labelled pixel weighs as much as one of the encoders' library copies
     per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + nuisance.n_augment))
 
     def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(a, dtype=dtype, device=device)
 
-    lib_x, lib_y = t(augmented.spectra), t(augmented.class_index, torch.int64)
+    lib_x = t(augmented.spectra)
     kind = str(parts.diagnostics.get("gp_latents", "clean"))  # saved without the record: clean latents
     scaler = OODScaler.stored(parts.diagnostics.get("ood"))  # holds the data's noise model
     noise = None if scaler is None else (scaler.alpha, scaler.beta)
-    z, y = gp_training_set(
-        kind, parts.vae.encoder, parts.raw_encoder, lib_x, lib_y, noise, per_spectrum, seed
-    )
+    copies_x, copies_y = t(copies.spectra), t(copies.class_index, torch.int64)
+    z, y = gp_training_set(kind, parts.vae.encoder, parts.raw_encoder, copies_x, copies_y, noise, 1, seed)
     n_labelled = 0
     if evidence is not None and len(evidence.labels):
         lookup = {str(c): i for i, c in enumerate(classes)}
@@ -197,10 +198,12 @@ def _refit(
         n_labelled = len(evidence.labels)
     gp = GPPosterior.from_model(train_gp(z, y, len(classes), cfg.model, cfg.train, progress)[0])
     if nuisance.mix_share == 0:  # the training copies are pure already (the default)
-        pure = augmented
+        pure_x, pure_y = copies_x, copies_y
     else:
-        pure = augment_library(lib, dataclasses.replace(nuisance, mix_share=0.0), np.random.default_rng(seed))
-    accuracy = _separation(parts, gp, t(pure.spectra), t(pure.class_index, torch.int64), classes)
+        unmixed = dataclasses.replace(nuisance, mix_share=0.0)
+        pure = gp_copies(lib, unmixed, cfg.model.samples_per_fingerprint, seed)
+        pure_x, pure_y = t(pure.spectra), t(pure.class_index, torch.int64)
+    accuracy = _separation(parts, gp, pure_x, pure_y, classes)
     check, fallback = _stored_check(parts.diagnostics), spectral_prior(parts.diagnostics) is not None
     if check is not None and fallback:  # the same encoders: the latent still fails, the spectra label
         gp = temper(gp, check)
