@@ -41,8 +41,9 @@ def test_real_library_with_zero_class_trains_and_classifies() -> None:
     nearest = accuracy(one_hot(nearest_fingerprint(x, lib), 4), y)
     pca_nearest = accuracy(pca_nearest_proba(x, lib), y)
     print(f"accuracy {acc:.4f}, majority {majority:.4f}, nearest {nearest:.4f}, PCA {pca_nearest:.4f}")
-    # measured (seed 4): eelsprint 0.871 with the library-supervised latent (0.514 before it),
-    # majority class (F0) 0.466, nearest DFT fingerprint 0.499, PCA + nearest 0.502
+    # measured (seed 4): eelsprint 0.936 (0.871 when last measured, an earlier version; 0.514 before
+    # the library-supervised latent), majority class (F0) 0.466, nearest DFT fingerprint 0.499,
+    # PCA + nearest 0.502
     assert acc > 0.75, acc
     assert acc > majority + 0.2, (acc, majority)
     assert acc > max(nearest, pca_nearest) + 0.2, (acc, nearest, pca_nearest)
