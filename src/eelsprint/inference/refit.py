@@ -172,7 +172,6 @@ def _refit(
             )
     seed = cfg.train.seed
     nuisance = with_estimates(cfg.nuisance, parts.diagnostics.get("nuisance_estimate", {}))
-    augmented = augment_library(lib, nuisance, np.random.default_rng(seed))  # as the encoders saw
     copies = gp_copies(lib, nuisance, cfg.model.samples_per_fingerprint, seed)  # as fit's GP saw
     # a labelled pixel weighs as much as one of the encoders' library copies
     per_spectrum = math.ceil(cfg.model.samples_per_fingerprint / (1 + nuisance.n_augment))
@@ -180,7 +179,6 @@ def _refit(
     def t(a: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.as_tensor(a, dtype=dtype, device=device)
 
-    lib_x = t(augmented.spectra)
     kind = str(parts.diagnostics.get("gp_latents", "clean"))  # saved without the record: clean latents
     scaler = OODScaler.stored(parts.diagnostics.get("ood"))  # holds the data's noise model
     noise = None if scaler is None else (scaler.alpha, scaler.beta)
@@ -230,6 +228,7 @@ def _refit(
     head = parts.head
     if head is not None:  # distil again on noisy library copies at the data's noise level
         noise_sd = float(parts.diagnostics.get("nuisance_estimate", {}).get("noise_sd", 0.0))
+        lib_x = t(augment_library(lib, nuisance, np.random.default_rng(seed)).spectra)  # the encoders' copies
         generator = torch.Generator(device).manual_seed(seed + 6)
         noisy = lib_x + noise_sd * torch.randn(lib_x.shape, generator=generator, device=device)
         head, head_report = distil_head(parts.raw_encoder, gp, noisy, cfg.head, seed)
