@@ -12,6 +12,7 @@ __all__ = [
     "accuracy",
     "brier_score",
     "confusion",
+    "draw_labels",
     "ece_floor",
     "error_auroc",
     "expected_calibration_error",
@@ -61,6 +62,13 @@ def expected_calibration_error(
     return float(gap)
 
 
+def draw_labels(proba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One class drawn per row from ``proba`` (..., n_classes; rows need not sum exactly to 1)."""
+    cdf = np.cumsum(proba, -1)
+    u = rng.random(proba.shape[:-1])[..., None] * cdf[..., -1:]
+    return np.minimum((cdf < u).sum(-1), proba.shape[-1] - 1)
+
+
 def ece_floor(
     proba: np.ndarray,
     labels: np.ndarray,
@@ -77,13 +85,8 @@ def ece_floor(
     can resolve. Only spectra with ``labels >= 0`` are used (as in the ECE itself).
     """
     p = proba[labels >= 0]
-    cum = np.cumsum(p, -1)
-    cum = cum / cum[:, -1:]
     rng = np.random.default_rng(seed)
-    draws = [
-        expected_calibration_error(p, (rng.random(len(p))[:, None] > cum).sum(-1), n_bins, equal_mass)
-        for _ in range(n_draws)
-    ]
+    draws = [expected_calibration_error(p, draw_labels(p, rng), n_bins, equal_mass) for _ in range(n_draws)]
     return float(np.median(draws))
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from eelsprint.inference.chunks import map_chunks
+from eelsprint.inference.metrics import draw_labels
 from eelsprint.inference.uncertainty import GPPosterior
 
 __all__ = ["fraction_draws", "fraction_intervals", "sample_class_probabilities", "to_inference_data"]
@@ -100,10 +101,7 @@ def fraction_draws(proba_draws: np.ndarray, frame_starts: np.ndarray, seed: int 
     -------
     ndarray of shape (n_draws, n_frames, n_classes)
     """
-    rng = np.random.default_rng(seed)
-    cdf = np.cumsum(proba_draws, -1)
-    u = rng.random(proba_draws.shape[:2])[..., None] * cdf[..., -1:]
-    labels = np.minimum((cdf < u).sum(-1), proba_draws.shape[-1] - 1)
+    labels = draw_labels(proba_draws, np.random.default_rng(seed))
     onehot = labels[..., None] == np.arange(proba_draws.shape[-1])
     counts = np.add.reduceat(onehot.astype(np.float64), frame_starts, axis=1)
     sizes = np.diff(np.append(frame_starts, proba_draws.shape[1]))
