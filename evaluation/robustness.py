@@ -153,9 +153,11 @@ def kind_aurocs(score: np.ndarray, kinds: np.ndarray, labels: np.ndarray) -> dic
 def scores(
     proba: np.ndarray, labels: np.ndarray, seconds: float, ood: dict[str, np.ndarray], kinds: np.ndarray
 ) -> dict:
-    """Accuracy (library pixels), ECE, NLL, throughput and per-kind OOD AUROC of each score."""
+    """Accuracy and mean confidence (library pixels: above accuracy is overconfident, below
+    underconfident), ECE, NLL, throughput and per-kind OOD AUROC of each score."""
     out: dict[str, Any] = {
         "accuracy": accuracy(proba, labels),
+        "confidence": float(proba[labels >= 0].max(-1).mean()),
         "ece": expected_calibration_error(proba, labels),
         "ece_floor": ece_floor(proba, labels),
         "nll": negative_log_likelihood(proba, labels),
@@ -315,10 +317,10 @@ def markdown(result: dict) -> str:
         paper, kinds = lib["doses"][str(PAPER_DOSE)], lib["ood_kinds"]
         lines += [
             f"\n## {name} ({lib['n_spectra']} spectra per series, dose {PAPER_DOSE:g})\n",
-            "| method | accuracy | ECE | ECE floor | NLL | "
+            "| method | accuracy | confidence | ECE | ECE floor | NLL | "
             + " | ".join(f"AUROC {k}" for k in kinds)
             + " | spectra/s |",
-            "|---|" + "---|" * (5 + len(kinds)),
+            "|---|" + "---|" * (6 + len(kinds)),
         ]
         eel = paper["eelsprint_summary"]
         for score in ("epistemic", "ood_score"):
@@ -328,7 +330,7 @@ def markdown(result: dict) -> str:
             row = f"| eelsprint ({len(paper['eelsprint'])} seeds, OOD by {score}) | "
             row += " | ".join(
                 f"{eel[m]['mean']:.3f} +- {eel[m]['sd']:.3f}" if m in eel else "-"
-                for m in ("accuracy", "ece", "ece_floor", "nll")
+                for m in ("accuracy", "confidence", "ece", "ece_floor", "nll")
             )
             row += (
                 " | "
@@ -338,7 +340,7 @@ def markdown(result: dict) -> str:
             lines.append(row)
         for base, s in paper["baselines"].items():
             au = next((v for k, v in s.items() if k.startswith("ood_auroc")), {})
-            cells = [fmt(s.get(m)) for m in ("accuracy", "ece", "ece_floor", "nll")]
+            cells = [fmt(s.get(m)) for m in ("accuracy", "confidence", "ece", "ece_floor", "nll")]
             cells += [fmt(au.get(k)) for k in kinds]
             lines.append(f"| {base} | " + " | ".join(cells) + f" | {s['spectra_per_s']:,.0f} |")
     lines += [
