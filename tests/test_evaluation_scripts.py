@@ -204,3 +204,32 @@ def test_lsmo_condition_reads_each_disagreeing_pixel() -> None:
         ]
         is False
     )
+
+
+def test_restart_study_selection_follows_the_score(tmp_path: Path) -> None:
+    """``restart_study.py``: a score that ranks seeds exactly as accuracy does keeps the best of
+    each group (range shrinks, mean rises); one that ranks them backwards keeps the worst."""
+    study = load("restart_study")
+    acc = np.linspace(0.80, 0.84, 10)  # seed i: accuracy 0.80 + 0.04 i / 9
+    rows = [
+        {
+            "seed": i, "accuracy": float(a), "ece": 0.02, "nll": 0.4,
+            "check": {"self_consistency": float(a), "latent_accuracy": float(1 - a)},
+            "copies_nll_pure": float(1 - a), "copies_nll_mixed": float(i * 7 % 10),
+            "copies_acc_pure": float(a), "copies_acc_mixed": 0.8,
+        }
+        for i, a in enumerate(acc)
+    ]  # fmt: skip
+    part = {"command": "python restart_study.py --seeds 0", "measured": {"toy": rows}}
+    (tmp_path / "part.json").write_text(json.dumps(part))
+    out = ["--json", str(tmp_path / "r.json"), "--markdown", str(tmp_path / "r.md")]
+    result = study.main(["--from-json", str(tmp_path / "part.json"), *out])
+    toy = result["analysis"]["toy"]
+    single, good, bad = toy["single"], toy["copies_nll_pure"], toy["latent_accuracy"]
+    assert good["spearman"] == pytest.approx(1.0) and bad["spearman"] == pytest.approx(-1.0)
+    # 3 of seeds 0-9: E[max index] = sum k C(k, 2) / C(10, 3) = 7.25 -> 0.8322; E[min] 1.75 -> 0.8078
+    assert good["best_of_3"]["mean_accuracy"] == pytest.approx(0.8322, abs=0.002)
+    assert bad["best_of_3"]["mean_accuracy"] == pytest.approx(0.8078, abs=0.002)
+    assert single["mean_accuracy"] == pytest.approx(0.82, abs=0.002)
+    assert good["best_of_3"]["expected_range"] < single["expected_range"] - 0.01
+    assert "| copies_nll_pure | +1.00 | 2 |" in (tmp_path / "r.md").read_text()
