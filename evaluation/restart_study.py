@@ -37,10 +37,10 @@ from scipy.stats import spearmanr
 from eelsprint import FingerprintClassifier
 from eelsprint.data.atomic import atomic_write, write_json
 from eelsprint.data.augment import augment_library
-from eelsprint.data.preprocess import crop, pca_denoise, preprocess
 from eelsprint.data.realism import RealismConfig, realistic_series
+from eelsprint.inference.fitting import with_estimates
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, negative_log_likelihood
-from eelsprint.inference.ood import noise_model
+from eelsprint.inference.ood import OODScaler
 from eelsprint.inference.uncertainty import predict_fast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,12 +57,13 @@ SCORES = {
 COPIES_SEED = 12345
 
 
-def copies_scores(clf: FingerprintClassifier, series: Any, cfg: Any, seed: int) -> dict[str, float]:
-    """The fitted model's NLL and accuracy on held-out noisy nuisance copies of its library."""
-    data = crop(preprocess(series.spectra, cfg.preprocess), (clf.library_.energy[0], clf.library_.energy[-1]))
-    x = data.flat()
-    noise = noise_model(x, pca_denoise(x, cfg.preprocess.pca_components, seed=seed))
-    nuisance = dataclasses.replace(cfg.nuisance, **clf.diagnostics_["nuisance_widened"])
+def copies_scores(clf: FingerprintClassifier) -> dict[str, float]:
+    """The fitted model's NLL and accuracy on held-out noisy nuisance copies of its library
+    (the fit's own noise model and nuisance, read back from its diagnostics)."""
+    scaler = OODScaler.stored(clf.diagnostics_["ood"])
+    assert scaler is not None
+    noise = (scaler.alpha, scaler.beta)
+    nuisance = with_estimates(clf.config_.nuisance, clf.diagnostics_["nuisance_estimate"])
     out = {}
     for name, mix in (("pure", 0.0), ("mixed", 0.3)):
         rng = np.random.default_rng(COPIES_SEED)
@@ -97,7 +98,7 @@ def measure(name: str, seeds: list[int]) -> list[dict[str, Any]]:
                 "nll": negative_log_likelihood(proba, labels),
                 "check": clf.diagnostics_["library_check"],
             }
-            | copies_scores(clf, series, cfg, seed)
+            | copies_scores(clf)
         )
         print(json.dumps(rows[-1]), flush=True)
     return rows
