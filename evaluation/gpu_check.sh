@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# GPU proof of issue 3 on a lent device machine, as one short run (results under $OUT):
-# the gpu-marked tests, TensorRT availability, the AOTInductor round trip, and
-# evaluation/gpu_bench.py (eager CUDA, CUDA graphs, torch.compile, and TensorRT FP32/FP16 where
-# torch_tensorrt imports).
-# Needs: wheels of what the machine lacks in .whl/ (pyro-ppl, pyro-api), a fitted model in .gpu/model.
-# Usage:  OUT=/some/dir bash evaluation/gpu_check.sh
+# GPU proof on a lent device machine, as one short run (about 6 minutes on an H200; results under $OUT):
+# 1. evaluation/gpu_cuda_check.py: fit and classify with device="cuda" against the CPU, and the
+#    real-time graph's timings (eager and torch.compile);
+# 2. the CUDA tests: the gpu-marked export tests (TensorRT ones skip without torch_tensorrt),
+#    fit/classify on the `device` fixture with EELSPRINT_DEVICE=cuda, the AOTInductor round trip
+#    and the crashing-loader test;
+# 3. evaluation/gpu_bench.py on the shipped model (eager CUDA, CUDA graphs, torch.compile, and
+#    TensorRT FP32/FP16 where torch_tensorrt imports).
+# Needs: wheels of what the machine lacks in .whl/ (pyro-ppl, pyro-api, arviz, h5netcdf,
+# xarray-einstats; carry .whl). Usage:  OUT=/some/dir bash evaluation/gpu_check.sh
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
@@ -26,9 +30,9 @@ for name in ("tensorrt", "torch_tensorrt"):
         print(name, "unavailable:", type(err).__name__, (str(err).splitlines() or [""])[0])
 PY
 echo "libnvinfer entries in ldconfig: $(ldconfig -p 2>/dev/null | grep -c libnvinfer)"
-timeout 150 python3 -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_export.py 2>&1 | tail -20 | tee "$OUT/pytest_gpu.txt"
-# AOTInductor round trip: on torch 2.11 + CUDA 13 its loader segfaulted; it must now cost the package only
-timeout 150 python3 -m pytest -q -p no:cacheprovider -o addopts="" -rs tests/test_export.py \
-    -k "pt2-True or crashes_its_loader" 2>&1 | tail -8 | tee "$OUT/pytest_aoti.txt"
-timeout 200 python3 evaluation/gpu_bench.py --model .gpu/model --json "$OUT/bench-gpu.json" --budget-s 140 "$@"
+timeout 180 python3 evaluation/gpu_cuda_check.py --json "$OUT/gpu-cuda-check.json" 2>&1 | tail -30
+EELSPRINT_DEVICE=cuda timeout 200 python3 -m pytest -q -p no:cacheprovider -o addopts="" -rs \
+    tests/test_export.py tests/test_classify.py::test_fit_and_classify_on_device \
+    -k "gpu or tensorrt or cuda or pt2-True or crashes_its_loader or on_device" 2>&1 | tail -20 | tee "$OUT/pytest_gpu.txt"
+timeout 130 python3 evaluation/gpu_bench.py --model models/default --json "$OUT/bench-gpu.json" --budget-s 90 "$@"
 echo "gpu_check done"

@@ -230,7 +230,7 @@ def test_fit_and_classify_on_device(device: str, tiny_series: SimulatedSeries, t
     """Fit on ``device``; results come back as CPU numpy; saved weights reload on the CPU and agree.
 
     Tolerance of the reload: 1e-5 on the CPU (the same arithmetic), 1e-3 from CUDA (TF32/cuDNN
-    convolutions; unmeasured here, this machine has no GPU).
+    convolutions; passed on a lent H200, 2026-11-28).
     """
     clf = FingerprintClassifier(config=TINY, progress=False, device=device)
     clf.fit(tiny_series.spectra, tiny_series.library)

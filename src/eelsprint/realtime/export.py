@@ -84,7 +84,8 @@ def _quiet_exporters() -> Iterator[None]:
     module must still write; the ONNX exporter trips torch's own pytree deprecation
     (``isinstance(treespec, LeafSpec)``) and logs about torchvision ops; ``torch.export.save``
     warns about the channels-last (non-contiguous) convolution weights, which it stores
-    correctly (the probe check below would catch it otherwise).
+    correctly (the probe check below would catch it otherwise); ``torch.export.load`` in torch 2.11
+    warns that it wraps a read-only buffer (seen on a lent H200; inference never writes to it).
     """
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
@@ -98,6 +99,7 @@ def _quiet_exporters() -> Iterator[None]:
         warnings.filterwarnings(
             "ignore", message="No complete tensor found in the group", category=UserWarning
         )
+        warnings.filterwarnings("ignore", message="The given buffer is not writable", category=UserWarning)
         onnx_log.setLevel(logging.ERROR)
         try:
             yield
