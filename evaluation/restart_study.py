@@ -40,7 +40,7 @@ from eelsprint.data.augment import augment_library
 from eelsprint.data.realism import RealismConfig, realistic_series
 from eelsprint.inference.fitting import with_estimates
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, negative_log_likelihood
-from eelsprint.inference.ood import OODScaler
+from eelsprint.inference.ood import OODScaler, with_noise
 from eelsprint.inference.uncertainty import predict_fast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,8 +69,7 @@ def copies_scores(clf: FingerprintClassifier) -> dict[str, float]:
         rng = np.random.default_rng(COPIES_SEED)
         drawn = dataclasses.replace(nuisance, n_augment=255, mix_share=mix)
         copies = augment_library(clf.library_, drawn, rng)
-        sd = np.sqrt(noise[0] + noise[1] * np.abs(copies.spectra))
-        noisy = copies.spectra + sd * rng.standard_normal(copies.spectra.shape)
+        noisy = with_noise(copies.spectra, noise, rng)
         with torch.no_grad():
             loc, scale = clf.raw_encoder_(torch.as_tensor(noisy, dtype=torch.float32))
             proba = predict_fast(clf.gp_, loc, scale.pow(2)).proba.numpy()

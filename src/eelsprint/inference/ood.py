@@ -61,6 +61,7 @@ __all__ = [
     "ood_score",
     "pixel_scores",
     "score_pixels",
+    "with_noise",
 ]
 
 _MAD = 1.4826  # MAD -> standard deviation of a Gaussian
@@ -81,6 +82,12 @@ def noise_model(x: np.ndarray, smooth: np.ndarray) -> tuple[float, float]:
     coef = np.linalg.lstsq(design, r2, rcond=None)[0]
     floor = 1e-6 * float(r2.mean()) + 1e-30
     return max(float(coef[0]), floor), max(float(coef[1]), 0.0)
+
+
+def with_noise(spectra: np.ndarray, noise: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """``spectra`` plus Gaussian noise of variance ``alpha + beta * |spectra|`` (:func:`noise_model`)."""
+    sd = np.sqrt(noise[0] + noise[1] * np.abs(spectra))
+    return spectra + sd * rng.standard_normal(spectra.shape)
 
 
 @dataclass(frozen=True)

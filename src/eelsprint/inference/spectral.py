@@ -31,6 +31,7 @@ from scipy.special import log_softmax
 from eelsprint.config import NuisanceConfig
 from eelsprint.data.augment import augment_library
 from eelsprint.data.spectra import Library
+from eelsprint.inference.ood import with_noise
 from eelsprint.inference.selfcheck import LibraryCheck, temper
 from eelsprint.inference.uncertainty import GPPosterior, predict_fast, sigma_point_softmax
 from eelsprint.models.vae import ConvEncoder
@@ -132,8 +133,7 @@ def _copies(
     # the fallback's temperature the wrong way on the Cu series (ECE 0.064 -> 0.090, model card).
     pure = dataclasses.replace(nuisance, n_augment=COPIES, mix_share=0.0)
     copies = augment_library(library, pure, rng)
-    sd = np.sqrt(noise[0] + noise[1] * np.abs(copies.spectra))
-    x = copies.spectra + sd * rng.standard_normal(copies.spectra.shape)
+    x = with_noise(copies.spectra, noise, rng)
     device = next(raw.parameters()).device
     loc, scale = raw(torch.as_tensor(x, dtype=torch.float32, device=device))
     return _Copies(x, loc, scale.pow(2), torch.as_tensor(copies.class_index, device=device))
