@@ -14,6 +14,8 @@ import torch
 
 from eelsprint import FingerprintClassifier
 from eelsprint.data.simulate import simulate_series
+from eelsprint.models import vae as vae_module
+from eelsprint.models.dropout import BitDropout
 from eelsprint.report.baselines import nearest_fingerprint
 
 EVALUATION = Path(__file__).resolve().parents[1] / "evaluation"
@@ -38,6 +40,18 @@ def test_bench_fit_smoke(tmp_path: Path) -> None:
         and saved["classify_fast_spectra_per_s"] > 0
         and saved["classify_exact_spectra_per_s"] > 0
     )
+
+
+@pytest.mark.slow  # three fits of one frame, one epoch each
+def test_dropout_ab_smoke_times_three_fits_and_restores_the_layers(tmp_path: Path) -> None:
+    out = tmp_path / "ab.json"
+    result = load("dropout_ab").main(["--frames", "1", "--epochs", "1", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    fits = result["fit_s"]
+    assert set(fits) == {"nn.Dropout", "BitDropout", "nn.Dropout again"} and min(fits.values()) > 0
+    ratio = (fits["nn.Dropout"] + fits["nn.Dropout again"]) / 2 / fits["BitDropout"]
+    assert result["speedup_vs_mean_baseline"] == pytest.approx(ratio, abs=0.01)
+    assert vae_module.BitDropout is BitDropout  # the swap does not outlive the script
 
 
 def test_train_default_model_smoke(tmp_path: Path) -> None:

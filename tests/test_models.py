@@ -4,6 +4,7 @@ import torch
 
 from eelsprint.config import ModelConfig
 from eelsprint.inference.train import calibrate_scale, gp_training_set, noisy_latent_training_set
+from eelsprint.models.dropout import BitDropout, bit_dropout_mask
 from eelsprint.models.vae import ConvDecoder, ConvEncoder, SpectrumVAE, gaussian_kl
 
 
@@ -88,3 +89,31 @@ def test_gp_training_set_takes_the_encoder_its_kind_names() -> None:
     assert not torch.equal(noisy, spectra.repeat(3, 1))  # with the noise added
     no_noise = gp_training_set("noisy", Shifted(), _Identity(), spectra, labels, None, 3, 0)[0]
     torch.testing.assert_close(no_noise, clean)  # no noise model (an older model): the clean set
+
+
+def test_bit_dropout_keeps_four_fifths_scales_by_the_kept_share_and_is_off_in_eval() -> None:
+    torch.manual_seed(0)
+    keep, kept = bit_dropout_mask(torch.Size([2_000_000]), 0.2)
+    assert kept == 1 - 13107 / 65536  # round(0.2 * 2**16) levels of 2**16 dropped
+    # binomial sd of the share: sqrt(0.16 / 2e6) = 2.8e-4; 5 sd
+    assert abs(keep.float().mean().item() - kept) < 1.5e-3
+    x = torch.linspace(1.0, 2.0, 300_000, requires_grad=True)
+    dropout = BitDropout(0.2)
+    out = dropout(x)
+    zeroed = out == 0
+    assert abs(zeroed.float().mean().item() - 0.2) < 5e-3
+    torch.testing.assert_close(out[~zeroed], x[~zeroed] / kept)  # survivors scaled by 1 / keep share
+    out.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, (~zeroed).float() / kept)
+    dropout.eval()
+    assert torch.equal(dropout(x), x)
+    assert torch.equal(BitDropout(0.0)(x), x)
+
+
+def test_encoder_and_decoder_use_bit_dropout_with_the_configured_rate() -> None:
+    cfg = ModelConfig(dropout=0.3)
+    for module in (ConvEncoder(240, cfg), ConvDecoder(240, cfg)):
+        rates = [m.p for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+        assert rates and all(r == 0.3 for r in rates)
+        assert all(isinstance(m, BitDropout) for m in module.modules() if isinstance(m, torch.nn.Dropout))

@@ -16,6 +16,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from eelsprint.config import ModelConfig
+from eelsprint.models.dropout import BitDropout
 
 __all__ = ["ConvDecoder", "ConvEncoder", "SpectrumVAE", "gaussian_kl"]
 
@@ -56,7 +57,7 @@ class ConvEncoder(nn.Module):
             layers += [
                 nn.Conv1d(in_ch, out_ch, k, stride=2, padding=k // 2),
                 nn.LeakyReLU(config.negative_slope),
-                nn.Dropout(config.dropout),
+                BitDropout(config.dropout),
             ]
             in_ch = out_ch
         self.features = nn.Sequential(*layers, nn.Flatten())
@@ -90,7 +91,7 @@ class ConvDecoder(nn.Module):
             pad = length_out - (2 * (length_in - 1) - 2 * (k // 2) + k)
             layers.append(nn.ConvTranspose1d(channels[i], channels[i + 1], k, 2, k // 2, output_padding=pad))
             if i < len(config.kernels) - 1:
-                layers += [nn.LeakyReLU(config.negative_slope), nn.Dropout(config.dropout)]
+                layers += [nn.LeakyReLU(config.negative_slope), BitDropout(config.dropout)]
         self.layers = nn.Sequential(*layers)
         self.register_buffer("output_scale", torch.ones(()))
 
