@@ -24,21 +24,41 @@ import torch
 
 from eelsprint import Config, FingerprintClassifier
 from eelsprint.data.atomic import write_json
-from eelsprint.data.simulate import simulate_series
+from eelsprint.data.simulate import SimulatedSeries, simulate_series
+
+
+def fit_parser(description: str) -> argparse.ArgumentParser:
+    """``--frames``, ``--epochs`` and ``--json``: the arguments of a fit at the paper's size."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    parser.add_argument("--json", type=Path, default=None)
+    return parser
+
+
+def fit_problem(args: argparse.Namespace) -> tuple[SimulatedSeries, Config]:
+    """The simulated series (``args.frames`` frames, seed 0) and the default config, its epochs
+    (VAE and raw encoder) set to ``args.epochs`` when given."""
+    series = simulate_series(n_frames=args.frames, seed=0)
+    if args.epochs is None:
+        return series, Config()
+    return series, Config.from_dict({"train": {"epochs": args.epochs, "raw_epochs": args.epochs}})
+
+
+def machine() -> str:
+    """Processor, logical cores, torch version and its thread count, as results record them."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
+    parser = fit_parser(__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    series = simulate_series(n_frames=args.frames, seed=0)
-    config = Config()
-    if args.epochs is not None:
-        config = Config.from_dict({"train": {"epochs": args.epochs, "raw_epochs": args.epochs}})
+    series, config = fit_problem(args)
     start = time.perf_counter()
     clf = FingerprintClassifier(config=config, progress=False).fit(series.spectra, series.library)
     fit_s = time.perf_counter() - start
@@ -48,8 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "channels": series.spectra.n_channels,
         "fit_s": round(fit_s, 1),
         "epochs": config.train.epochs,
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": machine(),
     }
     for mode in ("fast", "exact"):
         times = []

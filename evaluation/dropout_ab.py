@@ -12,33 +12,26 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import eelsprint.models.vae as vae_module
-from eelsprint import Config, FingerprintClassifier
+from eelsprint import FingerprintClassifier
 from eelsprint.data.atomic import write_json
-from eelsprint.data.simulate import simulate_series
 from eelsprint.models.dropout import BitDropout
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fit import fit_parser, fit_problem, machine
 
 RUNS = (("nn.Dropout", torch.nn.Dropout), ("BitDropout", BitDropout), ("nn.Dropout again", torch.nn.Dropout))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=24)
-    parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args(argv)
-    series = simulate_series(n_frames=args.frames, seed=0)
-    config = Config()
-    if args.epochs is not None:
-        config = Config.from_dict({"train": {"epochs": args.epochs, "raw_epochs": args.epochs}})
+    args = fit_parser(__doc__.splitlines()[0]).parse_args(argv)
+    series, config = fit_problem(args)
     fit_s = {}
     try:
         for name, dropout in RUNS:
@@ -54,8 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         "spectra": series.spectra.flat().shape[0],
         "fit_s": fit_s,
         "speedup_vs_mean_baseline": round(baseline / fit_s["BitDropout"], 2),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": machine(),
     }
     print(f"BitDropout: {result['speedup_vs_mean_baseline']}x faster than nn.Dropout (mean of the two)")
     if args.json:
