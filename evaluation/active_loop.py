@@ -119,6 +119,19 @@ def pixels_to_reach(curves: dict[str, np.ndarray], ns: np.ndarray, target: float
     return out
 
 
+def interpolated_reach(acc: np.ndarray, ns: np.ndarray, target: float) -> float | None:
+    """Re-acquisitions at which the mean accuracy curve crosses ``target``, linear between grid points."""
+    mean = acc.mean(0)
+    hit = np.flatnonzero(mean >= target - 1e-12)
+    if not hit.size:
+        return None
+    i = int(hit[0])
+    if i == 0:
+        return float(ns[0])
+    frac = (target - mean[i - 1]) / (mean[i] - mean[i - 1])
+    return float(ns[i - 1] + frac * (ns[i] - ns[i - 1]))
+
+
 def summarise(runs: dict[str, list[list[dict]]]) -> dict[str, Any]:
     """Mean and sd curves per strategy, and the re-acquisitions needed to reach random's final accuracy."""
     ns = np.array([p["n"] for p in next(iter(runs.values()))[0]], dtype=float)
@@ -148,9 +161,11 @@ def summarise(runs: dict[str, list[list[dict]]]) -> dict[str, Any]:
         table = {}
         for name, n in reach.items():
             gain = acc[name][:, -1] - acc["random"][:, -1]  # paired by seed
+            between = interpolated_reach(acc[name], ns, target)
             table[name] = {
                 "pixels": n,
                 "share_of_random": None if n is None else n / final,
+                "share_interpolated": None if between is None else between / final,
                 "final_gain_over_random": float(gain.mean()),
                 "final_gain_sd": float(gain.std(ddof=1)) if len(gain) > 1 else 0.0,
             }
@@ -233,7 +248,10 @@ def reading(summary: dict[str, Any]) -> list[str]:
     rows, picks, curves = summary["to_reach_random_final"], summary["picks"], summary["curves"]
     base = picks["random"]["picked_wrong_before"]
     out = [f"Grid: one point every {summary['n_reacquired'][1]:.0f} re-acquisitions, so a share is "
-           "resolved to that step.", ""]  # fmt: skip
+           "resolved to that step; read linearly between grid points: " + ", ".join(
+               f"{name} {row['share_interpolated']:.2f}" for name, row in rows.items()
+               if name != "random" and row.get("share_interpolated") is not None
+           ) + ".", ""]  # fmt: skip
     for name, row in rows.items():
         if name == "random":
             continue

@@ -237,6 +237,8 @@ def active_loop() -> str:
         curve = summary["curves"][name]["accuracy"]
         pixels = "never" if row["pixels"] is None else f"{row['pixels']:.0f}"
         share = "-" if row["share_of_random"] is None else f"{row['share_of_random']:.2f}"
+        between = row.get("share_interpolated")
+        share += "" if between is None else f" ({between:.2f})"
         gain = f"{row['final_gain_over_random']:+.4f} ± {row['final_gain_sd']:.4f}"
         rows.append([name, f"{curve['mean'][0]:.3f} → {curve['mean'][-1]:.3f}", pixels, share, gain])
     final = summary["n_reacquired"][-1]
@@ -244,7 +246,7 @@ def active_loop() -> str:
         "strategy",
         f"accuracy, 0 → {final:.0f} re-acquired (mean)",
         f"re-acquisitions to reach random's {summary['random_final_accuracy']:.3f}",
-        "share of random's",
+        "share of random's (read between grid points)",
         "final accuracy − random's (paired, ± sd)",
     ]
     note = (

@@ -247,3 +247,65 @@ def test_restart_study_selection_follows_the_score(tmp_path: Path) -> None:
     assert single["mean_accuracy"] == pytest.approx(0.82, abs=0.002)
     assert good["best_of_3"]["expected_range"] < single["expected_range"] - 0.01
     assert "| copies_nll_pure | +1.00 | 2 |" in (tmp_path / "r.md").read_text()
+
+
+def test_dose_shift_scores_library_pixels_only() -> None:
+    proba = np.array([[0.7, 0.3], [0.2, 0.8], [0.5, 0.5]])
+    got = load("dose_shift").score(proba, np.array([0, 0, -1]))
+    assert got["accuracy"] == pytest.approx(0.5) and got["confidence"] == pytest.approx(0.75)
+    assert got["nll"] == pytest.approx(-(np.log(0.7) + np.log(0.2)) / 2)
+
+
+def test_dose_shift_smoke(tmp_path: Path) -> None:
+    out, md = tmp_path / "d.json", tmp_path / "d.md"
+    argv = [
+        "--libraries",
+        "simulator",
+        "--seeds",
+        "0",
+        "--frames",
+        "1",
+        "--shape",
+        "8",
+        "10",
+        "--epochs",
+        "1",
+    ]
+    argv += ["--gp-iterations", "20", "--doses", "10", "100", "--fit-doses", "10"]
+    result = load("dose_shift").main([*argv, "--json", str(out), "--markdown", str(md)])
+    assert json.loads(out.read_text())["summary"] == result["summary"]
+    rows = result["runs"]
+    assert [(r["fit_dose"], r["dose"]) for r in rows] == [(10.0, 10.0), (10.0, 100.0)]
+    assert rows[1]["accuracy"] > rows[0]["accuracy"] + 0.05  # same truth, a tenth of the noise
+    assert "| 10 | 10 (fitted here) |" in md.read_text()
+    merged = load("dose_shift").main(
+        ["--merge", str(out), str(out), "--json", str(out), "--markdown", str(md)]
+    )
+    assert len(merged["runs"]) == 4 and {r["seeds"] for r in merged["summary"]} == {2}
+    assert merged["summary"][1]["accuracy"]["mean"] == pytest.approx(rows[1]["accuracy"])
+    assert "training seeds 2 (simulator)" in md.read_text()
+
+
+def test_active_loop_reach_reads_the_mean_curve_between_grid_points() -> None:
+    loop = load("active_loop")
+    ns = np.array([0.0, 24.0, 48.0])
+    acc = np.array([[0.70, 0.74, 0.76], [0.70, 0.72, 0.78]])  # mean 0.70, 0.73, 0.77
+    assert loop.pixels_to_reach({"a": acc}, ns, 0.75) == {"a": 48.0}
+    assert loop.interpolated_reach(acc, ns, 0.75) == pytest.approx(36.0)
+    assert loop.interpolated_reach(acc, ns, 0.70) == 0.0 and loop.interpolated_reach(acc, ns, 0.8) is None
+
+
+def test_active_loop_smoke(tmp_path: Path) -> None:
+    argv = ["--library", "simulator", "--seeds", "0", "--frames", "1", "--shape", "10", "12", "--rounds", "2"]
+    argv += ["--k", "4", "--epochs", "1", "--gp-iterations", "20", "--strategies", "bald", "random"]
+    paths = [tmp_path / f"a.{ext}" for ext in ("json", "md", "png")]
+    result = load("active_loop").main(
+        [*argv, "--json", str(paths[0]), "--markdown", str(paths[1]), "--figure", str(paths[2])]
+    )
+    assert json.loads(paths[0].read_text())["summary"] == result["summary"]
+    summary = result["summary"]
+    assert summary["n_reacquired"] == [0.0, 4.0, 8.0]
+    curves = result["runs"]["random"][0]
+    assert [p["n"] for p in curves] == [0, 4, 8] and all(0 <= p["accuracy"] <= 1 for p in curves)
+    assert summary["to_reach_random_final"]["random"]["share_of_random"] == 1.0
+    assert "| bald |" in paths[1].read_text() and paths[2].stat().st_size > 1000
