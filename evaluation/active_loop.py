@@ -34,6 +34,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from eelsprint.active.update import merge_evidence, reacquired_evidence
 from eelsprint.data.atomic import atomic_write, write_json
 from eelsprint.data.realism import RealismConfig, realistic_series
 from eelsprint.data.spectra import Spectra
+from eelsprint.exceptions import DoseShiftWarning
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, negative_log_likelihood
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,7 +98,9 @@ def replay(
         x[flat] = x_high[flat]
         again = Spectra(x_high[flat], high.energy, "re-acquired")
         before = (ds, flat) if args.transfer else (None, None)
-        evidence, _ = reacquired_evidence(model, again, 0.9, result=before[0], pixels=before[1])
+        with warnings.catch_warnings():  # re-acquired at a higher dose than fitted: known, measured
+            warnings.simplefilter("ignore", DoseShiftWarning)
+            evidence, _ = reacquired_evidence(model, again, 0.9, result=before[0], pixels=before[1])
         gathered = merge_evidence(gathered, evidence)
         if args.update and gathered is not None:  # every update starts from the fitted model
             model = clf.update(gathered)

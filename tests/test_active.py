@@ -21,7 +21,7 @@ from eelsprint.active.update import confident, reacquired_evidence
 from eelsprint.data.io import read_dataset, write_dataset
 from eelsprint.data.simulate import simulate_series
 from eelsprint.data.spectra import Library, Spectra
-from eelsprint.exceptions import InputDataError
+from eelsprint.exceptions import DoseShiftWarning, InputDataError
 from eelsprint.inference.refit import MIN_TRAIN_ACCURACY, refit_parts
 
 from .test_cli import run_cli
@@ -212,9 +212,14 @@ def test_update_with_reacquired_spectra_and_merged_result(
     merged = tmp_path / "merged.nc"
     args = ["--result", result_nc, "--reacquired", tmp_path / "re.npz", "--pixels", tmp_path / "pixels.csv"]
     args += ["--out", tmp_path / "m2", "--merged", merged]
-    text = ok(monkeypatch, capsys, "update", loop_env["root"] / "model", *args)
+    code, text, err = run_cli(monkeypatch, capsys, "update", str(loop_env["root"] / "model"), *map(str, args))
+    assert code == 0, err
+    # 10 x the fitted dose: one line saying so (noise variance measured 0.1 x the fitted data's)
+    assert err.count("warning:") == 1 and re.search(r"noise variance is 0\.\d+ times the fitted", err), err
     got = read_dataset(merged)["entropy"].values.reshape(-1)
-    again = loop_env["clf"].classify(x_high, high.energy)
+    with pytest.warns(DoseShiftWarning, match="read underconfident"):
+        again = loop_env["clf"].classify(x_high, high.energy)
+    assert again.attrs["noise_vs_fit"] == pytest.approx(0.1, rel=0.3)
     sure = confident(again, 0.9)
     assert f"{int(sure.sum())} of 10 re-acquired pixels used" in text
     updated = FingerprintClassifier.load(tmp_path / "m2", progress=False)
@@ -236,7 +241,7 @@ def test_reacquired_labels_also_land_on_the_pixels_earlier_latents(loop_env: dic
     flat = np.flatnonzero(loop_env["series"].labels.reshape(-1) > 0)[::40][:5]  # classes the model knows
     high = loop_env["high"].spectra
     x_high = high.data.reshape(-1, high.n_channels)[flat]
-    alone, patch = reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5)
+    alone, patch = reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5)  # 5 spectra: too few to warn
     both, _ = reacquired_evidence(clf, Spectra(x_high, high.energy), 0.5, result=ds, pixels=flat)
     keep = confident(patch, 0.5)
     n = int(keep.sum())

@@ -277,7 +277,7 @@ def test_dose_shift_smoke(tmp_path: Path) -> None:
     rows = result["runs"]
     assert [(r["fit_dose"], r["dose"]) for r in rows] == [(10.0, 10.0), (10.0, 100.0)]
     assert rows[1]["accuracy"] > rows[0]["accuracy"] + 0.05  # same truth, a tenth of the noise
-    assert "| 10 | 10 (fitted here) |" in md.read_text()
+    assert "| 10 | 10 (fitted here) | 1 |" in md.read_text()  # noise vs fit: 1 at the fitted dose
     merged = load("dose_shift").main(
         ["--merge", str(out), str(out), "--json", str(out), "--markdown", str(md)]
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self
 
 import numpy as np
 import torch
@@ -26,8 +26,6 @@ from eelsprint.data.spectra import Library, Spectra
 from eelsprint.data.store import default_model_path, load_model_dir, save_model_dir
 from eelsprint.exceptions import ConfigError, NotFittedError
 from eelsprint.inference import pipeline
-from eelsprint.inference.features import NuisancePrior
-from eelsprint.inference.ood import pixel_scores
 from eelsprint.inference.pipeline import FittedParts, encoder_id, resolve_device
 from eelsprint.inference.refit import Evidence, refit_parts
 from eelsprint.inference.uncertainty import Prediction
@@ -290,24 +288,26 @@ class FingerprintClassifier(BaseEstimator):
             ``var_from_gp``, ``encoder_share``, ``ood_score`` (...), ``latent_mean`` and
             ``latent_var`` (..., latent); ``attrs["integration"]`` is the mode used,
             ``attrs["labels_from"]`` ``"latent GP"``, or ``"spectral fallback"`` for a model
-            whose latent failed its own library (:mod:`eelsprint.inference.spectral`).
+            whose latent failed its own library (:mod:`eelsprint.inference.spectral`);
+            ``attrs["noise_vs_fit"]``: noise variance against the fitted data's (median).
 
         Raises
         ------
         NotFittedError, ConfigError, InputDataError
             As :meth:`predict_proba`.
+
+        Warns
+        -----
+        DoseShiftWarning
+            ``noise_vs_fit`` outside [0.5, 2]: probabilities calibrated at the fitted dose only.
         """
         mode = self._mode(mode)
         x, nav, source = self._model_input(X, energy)
         pred, mu, var = self._predict(x, mode)
         checks.check_finite_result(pred.proba.numpy(), nav, source)
-        stored, pre = cast("dict[str, float] | None", self.diagnostics_.get("ood")), self.config_.preprocess
-        lib, seed = self.library_.spectra, self.config_.train.seed
-        nuisance = NuisancePrior.from_ranges(self.config_.nuisance.shift_ev, self.config_.nuisance.broaden_ev)
-        ood = pixel_scores(x, lib, self.energy_, stored, pre.pca_components, nuisance, seed)
+        ood, attrs = pipeline.scan_scores(self._parts(), x, source)
         ds = to_dataset(pred, mu, var, nav, self.classes_, source=source, mode=mode, ood=ood)
-        ds.attrs["encoder_id"] = self.encoder_id_  # results of one encoder share latent axes
-        ds.attrs["labels_from"] = pipeline.labels_from(self.diagnostics_)
+        ds.attrs.update(encoder_id=self.encoder_id_, **attrs)  # results of one encoder share latent axes
         return ds
 
     def stream(

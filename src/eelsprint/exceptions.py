@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DoseShiftWarning",
     "EelsprintError",
     "ExportError",
     "InputDataError",
@@ -56,6 +57,11 @@ class OutputError(EelsprintError, OSError):
 
 class ExportError(EelsprintError, RuntimeError):
     """An export format is unavailable here or its outputs do not match the model."""
+
+
+class DoseShiftWarning(UserWarning):
+    """The data's noise level differs from the fitted data's: the probabilities are calibrated at
+    the fitted dose (underconfident at a higher dose, overconfident at a lower one)."""
 
 
 class RepresentationWarning(UserWarning):

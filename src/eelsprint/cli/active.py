@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from eelsprint.cli.common import DataArg, ModelOpt, NavShapeOpt, OverwriteOpt, app, parse_nav_shape
+from eelsprint.cli.common import (
+    DataArg,
+    ModelOpt,
+    NavShapeOpt,
+    OverwriteOpt,
+    app,
+    model_warnings,
+    parse_nav_shape,
+)
 from eelsprint.exceptions import ConfigError, InputDataError
 
 __all__ = ["gaps", "suggest", "update"]
@@ -144,9 +152,14 @@ def update(
         n = spectra.flat().shape[0]
         if n != len(where):
             raise InputDataError(f"{pixels}: {len(where)} pixels for the {n} spectra in {reacquired}")
-        pseudo, patch = reacquired_evidence(
-            clf, spectra, min_confidence, result=ds if transfer else None, pixels=where if transfer else None
-        )
+        with model_warnings():  # a longer dwell than the fitted data's: underconfident, fewer labels used
+            pseudo, patch = reacquired_evidence(
+                clf,
+                spectra,
+                min_confidence,
+                result=ds if transfer else None,
+                pixels=where if transfer else None,
+            )
         used = int(confident(patch, min_confidence).sum())
     start = time.perf_counter()
     new = clf.update(merge_evidence(given, pseudo), added)
@@ -191,7 +204,8 @@ def gaps(
     grid = parse_nav_shape(nav_shape)
     spectra = join_inputs([read_spectra(path, grid) for path in data], None)
     start = time.perf_counter()
-    found = find_gaps(clf, spectra, max_gaps=max_gaps)
+    with model_warnings():
+        found = find_gaps(clf, spectra, max_gaps=max_gaps)
     write_gaps(found, out, clf.library_)
     sizes = ", ".join(str(len(p)) for p in found.pixels) or "none"
     typer.echo(

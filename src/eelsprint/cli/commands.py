@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,12 +15,13 @@ from eelsprint.cli.common import (
     NavShapeOpt,
     OverwriteOpt,
     app,
+    model_warnings,
     parse_nav_shape,
     parse_window,
     with_overrides,
 )
 from eelsprint.config import Config
-from eelsprint.exceptions import ConfigError, RepresentationWarning
+from eelsprint.exceptions import ConfigError
 
 __all__ = ["bench", "classify", "demo", "export_", "fit", "report", "watch"]
 
@@ -80,8 +80,7 @@ def fit(
     if subsample is not None and (len(data) != 1 or window):
         raise ConfigError("--subsample reads one DATA file chunk by chunk (without --window)")
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", RepresentationWarning)
+    with model_warnings():
         if subsample is None:
             spectra = join_inputs([read_spectra(path) for path in data], parse_window(window))
             clf = FingerprintClassifier(config=cfg).fit(spectra, lib)
@@ -93,11 +92,6 @@ def fit(
             large = fit_large(open_spectra(data[0], chunk_bytes=batch), lib, cfg, subsample, True, batch)
             clf = large.model
             typer.echo(f"PCA target on all {large.n_seen} spectra; trained on {large.n_subsample}")
-    for w in caught:  # the model's own warnings are one line on stderr, others pass on unchanged
-        if issubclass(w.category, RepresentationWarning):
-            typer.echo(f"warning: {w.message}", err=True)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     clf.save(out)
     d = clf.diagnostics_
     check, nuisance = d["library_check"], d["nuisance_estimate"]
@@ -178,9 +172,11 @@ def classify(
         start, target = time.perf_counter(), out / f"{path.stem}{suffix}"
         if fmt == "zarr":
             sizes = (memory_limit, chunk_size)
-            n, counts, what = _classify_zarr(clf, path, target, mode, grid, resume, scheduler, sizes)
+            with model_warnings():
+                n, counts, what = _classify_zarr(clf, path, target, mode, grid, resume, scheduler, sizes)
         else:
-            ds = clf.classify(read_spectra(path, grid), mode=mode)
+            with model_warnings():
+                ds = clf.classify(read_spectra(path, grid), mode=mode)
             write_dataset(ds, target)
             n, what = ds["label"].size, ""
             counts = [int((ds["label"] == i).sum()) for i in range(len(clf.classes_))]
@@ -230,16 +226,17 @@ def report(
     check_folder_output(out, REPORT_FILES, overwrite=overwrite, report=True)
     config = ReportConfig(threshold=threshold, n_draws=draws, baselines=baselines, seed=seed)
     start = time.perf_counter()
-    metrics = run_report(
-        data,
-        model,
-        out,
-        truth,
-        frames_axis=frames_axis,
-        config=config,
-        nav_shape=parse_nav_shape(nav_shape),
-        loop=loop,
-    )
+    with model_warnings():
+        metrics = run_report(
+            data,
+            model,
+            out,
+            truth,
+            frames_axis=frames_axis,
+            config=config,
+            nav_shape=parse_nav_shape(nav_shape),
+            loop=loop,
+        )
     scores = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("accuracy", "nll", "ece") if metrics[k] is not None)
     typer.echo(
         f"{metrics['n_pixels']} pixels in {len(metrics['frames'])} frames{': ' + scores if scores else ''}; "

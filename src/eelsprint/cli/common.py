@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from eelsprint.config import Config
-from eelsprint.exceptions import ConfigError
+from eelsprint.exceptions import ConfigError, DoseShiftWarning, RepresentationWarning
 
 __all__ = [
     "DataArg",
@@ -17,6 +20,7 @@ __all__ = [
     "NavShapeOpt",
     "OverwriteOpt",
     "app",
+    "model_warnings",
     "parse_nav_shape",
     "parse_window",
     "with_overrides",
@@ -85,3 +89,20 @@ def parse_window(text: str | None) -> tuple[float, float] | None:
     if not lo < hi:
         raise ConfigError(f"--window {text!r}: LO must be below HI")
     return lo, hi
+
+
+@contextmanager
+def model_warnings() -> Iterator[None]:
+    """Print the model's own warnings (:class:`RepresentationWarning`, :class:`DoseShiftWarning`)
+    as one ``warning: ...`` line each on stderr, once per message; others pass on unchanged."""
+    own = (RepresentationWarning, DoseShiftWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        if not issubclass(w.category, own):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif str(w.message) not in seen:
+            seen.add(str(w.message))
+            typer.echo(f"warning: {w.message}", err=True)

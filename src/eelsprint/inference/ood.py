@@ -34,12 +34,14 @@ The same fits estimate the nuisance the data carry (:func:`estimate_nuisance`).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from eelsprint.data.preprocess import pca_denoise
+from eelsprint.exceptions import DoseShiftWarning
 from eelsprint.inference.features import (
     NO_NUISANCE,
     FeaturePrior,
@@ -60,10 +62,14 @@ __all__ = [
     "noise_model",
     "ood_score",
     "pixel_scores",
-    "score_pixels",
+    "warn_dose_shift",
     "with_noise",
 ]
 
+#: ``noise_vs_fit`` outside [1 / DOSE_SHIFT, DOSE_SHIFT] warns: a third or three times the fitted dose
+#: moved the mean confidence 0.015-0.22 away from the accuracy (``evaluation/results/dose_shift.md``).
+DOSE_SHIFT = 2.0
+_DOSE_SHIFT_PIXELS = 10  # fewer pixels: their median noise says too little
 _MAD = 1.4826  # MAD -> standard deviation of a Gaussian
 _PRIOR_PIXELS = 20_000  # the scan's feature weights are learnt on at most this many pixels
 
@@ -190,6 +196,11 @@ class OODScaler:
         nuisance = NuisancePrior(float(values["shift_sd"]), float(values["broaden_sd"]))
         return cls(a, b, median, spread, prior, noise_median, noise_spread, nuisance)
 
+    def noise_vs_fit(self, scan: Scan) -> float:
+        """The scanned pixels' median noise variance relative to the training pixels' (1 at the
+        fitted dose; about 0.1 at ten times the dose, 10 at a tenth)."""
+        return float(np.exp(np.median(scan.log_noise) - self.noise_median))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (stored in the model's diagnostics)."""
         return {
@@ -298,10 +309,19 @@ def learn_ood(
     return OODScaler.learn(scan, noise, prior, nuisance), estimate_nuisance(fit, library, noise)
 
 
-def score_pixels(x: np.ndarray, library: np.ndarray, energy: np.ndarray, scaler: OODScaler) -> np.ndarray:
-    """``ood_score`` of pixels ``x`` (n_spectra, n_channels) on the model's axis, shape (n_spectra,)."""
-    noise = (scaler.alpha, scaler.beta)
-    return ood_score(library_features(x, library, energy, noise, scaler.nuisance, scaler.prior)[1], scaler)
+def warn_dose_shift(noise_vs_fit: float, n_spectra: int, source: str) -> None:
+    """:class:`~eelsprint.exceptions.DoseShiftWarning` when at least 10 spectra are more than
+    :data:`DOSE_SHIFT` times noisier or quieter than the data the model was fitted on."""
+    if n_spectra < _DOSE_SHIFT_PIXELS or 1 / DOSE_SHIFT <= noise_vs_fit <= DOSE_SHIFT:
+        return
+    reads = "underconfident: a higher dose" if noise_vs_fit < 1 else "overconfident: a lower dose"
+    warnings.warn(
+        f"{source}: the spectra's noise variance is {noise_vs_fit:.2g} times the fitted data's (median "
+        f"of {n_spectra}); the probabilities are calibrated at the fitted dose and read {reads} "
+        "(labels are still usable); refit on data at this dose for calibrated probabilities",
+        DoseShiftWarning,
+        stacklevel=4,  # the caller of FingerprintClassifier.classify (through pipeline.scan_scores)
+    )
 
 
 def pixel_scores(
@@ -312,17 +332,21 @@ def pixel_scores(
     pca_components: int,
     nuisance: NuisancePrior,
     seed: int,
-) -> np.ndarray:
-    """``ood_score`` with the model's stored standardisation, else one learnt from ``x`` itself.
+) -> tuple[np.ndarray, float]:
+    """``ood_score`` of pixels ``x`` (n_spectra, n_channels) on the model's axis, and their noise
+    relative to the fitted data's (:meth:`OODScaler.noise_vs_fit`).
 
-    Models saved before this version's scan carry none (or an older score's); it is
-    then learnt from the pixels being classified (at least 20 spectra, else NaN),
-    with the ``nuisance`` priors.
+    Scored with the model's stored standardisation, else one learnt from ``x`` itself: models
+    saved before this version's scan carry none (or an older score's); it is then learnt from
+    the pixels being classified (at least 20 spectra, else NaN scores), with the ``nuisance``
+    priors, and the noise ratio is NaN (nothing to compare with).
     """
     scaler = OODScaler.stored(stored)
-    if scaler is None and len(x) >= 20:
+    learnt = scaler is None
+    if learnt and len(x) >= 20:
         smooth = pca_denoise(x, pca_components, seed=seed)
         scaler = learn_ood(x, smooth, library, energy, nuisance, seed)[0]
     if scaler is None:
-        return np.full(len(x), np.nan)
-    return score_pixels(x, library, energy, scaler)
+        return np.full(len(x), np.nan), np.nan
+    scan = library_features(x, library, energy, (scaler.alpha, scaler.beta), scaler.nuisance, scaler.prior)[1]
+    return ood_score(scan, scaler), np.nan if learnt else scaler.noise_vs_fit(scan)

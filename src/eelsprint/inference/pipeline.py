@@ -36,7 +36,9 @@ from eelsprint.data.store import check_tensors
 from eelsprint.exceptions import ConfigError, EelsprintError, InputDataError, ModelFileError, first_line
 from eelsprint.inference.chunks import map_chunks
 from eelsprint.inference.distil import distil_head
+from eelsprint.inference.features import NuisancePrior
 from eelsprint.inference.fitting import train_parts
+from eelsprint.inference.ood import pixel_scores, warn_dose_shift
 from eelsprint.inference.runtime import predict_head
 from eelsprint.inference.selfcheck import warn_if_inseparable
 from eelsprint.inference.spectral import SpectralPrior, gp_offset
@@ -279,6 +281,23 @@ def spectral_prior(diagnostics: dict[str, Any]) -> SpectralPrior | None:
 def labels_from(diagnostics: dict[str, Any]) -> str:
     """Where a model's labels come from: ``"spectral fallback"`` or ``"latent GP"``."""
     return "latent GP" if spectral_prior(diagnostics) is None else "spectral fallback"
+
+
+def scan_scores(parts: FittedParts, x: np.ndarray, source: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """``ood_score`` of preprocessed spectra ``x`` and the result attributes the model gives:
+    ``labels_from`` and, for a model that stored its scan's standardisation, ``noise_vs_fit``
+    (:func:`~eelsprint.inference.ood.warn_dose_shift` warns outside [0.5, 2])."""
+    cfg = parts.config
+    nuisance = NuisancePrior.from_ranges(cfg.nuisance.shift_ev, cfg.nuisance.broaden_ev)
+    stored, components = parts.diagnostics.get("ood"), cfg.preprocess.pca_components
+    ood, ratio = pixel_scores(
+        x, parts.library.spectra, parts.energy, stored, components, nuisance, cfg.train.seed
+    )
+    attrs: dict[str, Any] = {"labels_from": labels_from(parts.diagnostics)}
+    if np.isfinite(ratio):
+        attrs["noise_vs_fit"] = ratio
+        warn_dose_shift(ratio, len(x), source)
+    return ood, attrs
 
 
 @torch.no_grad()
