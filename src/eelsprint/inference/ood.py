@@ -314,10 +314,11 @@ def warn_dose_shift(noise_vs_fit: float, n_spectra: int, source: str) -> None:
     :data:`DOSE_SHIFT` times noisier or quieter than the data the model was fitted on."""
     if n_spectra < _DOSE_SHIFT_PIXELS or 1 / DOSE_SHIFT <= noise_vs_fit <= DOSE_SHIFT:
         return
-    reads = "underconfident: a higher dose" if noise_vs_fit < 1 else "overconfident: a lower dose"
+    higher = noise_vs_fit < 1
+    reads = "higher dose they read underconfident" if higher else "lower dose they read overconfident"
     warnings.warn(
         f"{source}: the spectra's noise variance is {noise_vs_fit:.2g} times the fitted data's (median "
-        f"of {n_spectra}); the probabilities are calibrated at the fitted dose and read {reads} "
+        f"of {n_spectra}); the probabilities are calibrated at the fitted dose, at this {reads} "
         "(labels are still usable); refit on data at this dose for calibrated probabilities",
         DoseShiftWarning,
         stacklevel=4,  # the caller of FingerprintClassifier.classify (through pipeline.scan_scores)
