@@ -113,23 +113,27 @@ def replay(
     return curve
 
 
+def first_reach(mean: np.ndarray, target: float) -> int | None:
+    """Index of the first grid point where the mean curve reaches ``target`` (None: never)."""
+    hit = np.flatnonzero(mean >= target - 1e-12)
+    return int(hit[0]) if hit.size else None
+
+
 def pixels_to_reach(curves: dict[str, np.ndarray], ns: np.ndarray, target: float) -> dict[str, float | None]:
     """Re-acquisitions each strategy's mean accuracy curve needs to reach ``target`` (None: never)."""
     out: dict[str, float | None] = {}
     for name, acc in curves.items():
-        mean = acc.mean(0)
-        hit = np.flatnonzero(mean >= target - 1e-12)
-        out[name] = float(ns[hit[0]]) if hit.size else None
+        i = first_reach(acc.mean(0), target)
+        out[name] = None if i is None else float(ns[i])
     return out
 
 
 def interpolated_reach(acc: np.ndarray, ns: np.ndarray, target: float) -> float | None:
     """Re-acquisitions at which the mean accuracy curve crosses ``target``, linear between grid points."""
     mean = acc.mean(0)
-    hit = np.flatnonzero(mean >= target - 1e-12)
-    if not hit.size:
+    i = first_reach(mean, target)
+    if i is None:
         return None
-    i = int(hit[0])
     if i == 0:
         return float(ns[0])
     frac = (target - mean[i - 1]) / (mean[i] - mean[i - 1])

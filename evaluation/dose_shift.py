@@ -38,6 +38,7 @@ from eelsprint.data.atomic import atomic_write, write_json
 from eelsprint.data.realism import RealismConfig, realistic_series
 from eelsprint.exceptions import DoseShiftWarning
 from eelsprint.inference.metrics import accuracy, expected_calibration_error, negative_log_likelihood
+from eelsprint.inference.ood import DOSE_SHIFT
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from robustness import DATA, RESULTS, config, libraries
@@ -112,7 +113,7 @@ def markdown(summary: list[dict[str, Any]], args: Any) -> str:
         f"seeds {seeds(summary)}; the same truth redrawn at each dose (counting noise only). "
         "Library pixels; mean +- sd over seeds; gap = confidence - accuracy (positive: overconfident); "
         "noise vs fit: the result's `noise_vs_fit` (median over seeds), which `classify` reads from the "
-        f"spectra and warns about outside [0.5, 2].",
+        f"spectra and warns about outside [{1 / DOSE_SHIFT:g}, {DOSE_SHIFT:g}].",
     ]
     for library in dict.fromkeys(r["library"] for r in summary):
         header = "| fitted at | classified at | noise vs fit | accuracy | confidence | gap | ECE | NLL |"

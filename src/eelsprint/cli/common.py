@@ -97,7 +97,8 @@ def model_warnings() -> Iterator[None]:
     as one ``warning: ...`` line each on stderr, once per message; others pass on unchanged."""
     own = (RepresentationWarning, DoseShiftWarning)
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        for category in own:  # others keep the filters in force (an "error" filter still raises)
+            warnings.simplefilter("always", category)
         yield
     seen = set()
     for w in caught:
